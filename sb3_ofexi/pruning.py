@@ -1,0 +1,43 @@
+"""Pruning during learn() (Algorithm 1, part IV; SPEC section 6)."""
+
+from __future__ import annotations
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+
+class PruningCallback(BaseCallback):
+    """Every ``prune_freq`` env steps, remove the units whose theta < theta_tol.
+
+    The surgery runs on the model's device; the optimizers keep the Adam moments of the
+    surviving entries; units and parameters after the prune are logged under ``xi/``.
+    :class:`~sb3_ofexi.SAC_OFEXi` installs one by default (``prune_freq=0`` turns it off).
+
+    :param prune_freq: env steps between two prunes (default: the model's ``prune_freq``)
+    """
+
+    def __init__(self, prune_freq: int | None = None, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if prune_freq is not None and (not isinstance(prune_freq, int) or prune_freq <= 0):
+            raise ValueError(f"prune_freq={prune_freq!r} is invalid: accepted: an int > 0, or None")
+        self.prune_freq = prune_freq
+        self.n_prunes = 0
+        self._last_prune = 0
+
+    def _init_callback(self) -> None:
+        if not hasattr(self.model, "prune"):
+            raise ValueError(f"PruningCallback needs a SAC_OFEXi model, got {type(self.model).__name__}")
+        if self.prune_freq is None:
+            self.prune_freq = self.model.prune_freq or 1000  # type: ignore[attr-defined]
+        self._last_prune = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        assert self.prune_freq is not None
+        if self.num_timesteps - self._last_prune >= self.prune_freq:
+            self._last_prune = self.num_timesteps
+            if self.model.prune():  # type: ignore[attr-defined]
+                self.n_prunes += 1
+                self.model.log_sizes()  # type: ignore[attr-defined]
+                if self.verbose >= 1:
+                    print(f"[{self.num_timesteps}] pruned: units {self.model.unit_counts()}, "  # type: ignore[attr-defined]
+                          f"params {self.model.param_counts()}")  # type: ignore[attr-defined]
+        return True

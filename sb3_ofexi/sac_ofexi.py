@@ -1,0 +1,486 @@
+"""SAC_OFEXi: Soft Actor-Critic on OFEXiNet features that prunes itself while it learns.
+
+Guenter & Sideris, "Online Training and Pruning of Deep Reinforcement Learning
+Networks" (arXiv 2507.11975), Algorithm 1; SPEC sections 1-5, 7, 8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import maybe_make_env
+from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.utils import polyak_update
+from torch import nn
+
+from sb3_ofexi.policies import MlpPolicy, SACOFEXiPolicy
+from sb3_ofexi.presets import get_preset
+from sb3_ofexi.pruning import PruningCallback
+from sb3_ofexi.xi import XiGate, xi_gates
+
+SelfSAC_OFEXi = TypeVar("SelfSAC_OFEXi", bound="SAC_OFEXi")
+
+
+@contextlib.contextmanager
+def _no_param_grad(*modules: nn.Module) -> Iterator[None]:
+    """Let gradients flow *through* modules without computing any for their parameters."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """SAC_OFEXi needs a flat Box observation (DenseNet input) and a Box action space."""
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"SAC_OFEXi needs a continuous action space: got {action_space!r}; accepted: gymnasium.spaces.Box"
+        )
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(
+            f"SAC_OFEXi needs a flat observation vector: got {observation_space!r}; accepted: a 1-D "
+            "gymnasium.spaces.Box (wrap dict or image observations, e.g. with gymnasium's FlattenObservation)"
+        )
+
+
+class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
+    """SAC with OFEXiNet features whose networks are pruned while they learn.
+
+    Per gradient step (Algorithm 1): one OFE update on its own minibatch (eq. 33), then
+    SAC's entropy, critic and actor updates on features of OFEXiNet in evaluation mode,
+    each RL loss plus ``lambda/2 ||W||^2 + nu * C_x`` (eq. 34), thetas projected into
+    [0, 1] after every step; every ``prune_freq`` steps units with theta < theta_tol
+    are removed from the tensors (:class:`~sb3_ofexi.pruning.PruningCallback`).
+
+    :param preset: ``ofe``, ``ofe-big``, ``prune-a``, ``prune-b`` or ``prune-c``
+        (``None``: prune-b); keyword arguments below override it
+    :param ofe_layers: DenseNet blocks in phi_o and in phi_oa (paper: 8 for HalfCheetah, else 6)
+    :param ofe_units: units per block (int), or ``dict(phi_o=[...], phi_oa=[...])``
+    :param use_xi: gates on; ``False`` is the OFE baseline (thetas fixed at 1, no nu terms)
+    :param nu_ofe: nu_OFE of eq. (33)
+    :param nu_actor: nu_pi of eq. (34)
+    :param nu_critic: nu_q of eq. (34), for each critic
+    :param lambda_ofe: L2 weight of eq. (33)
+    :param lambda_rl: L2 weight of eq. (34)
+    :param rho: training/deployment trade-off of eq. (27), in [0, 1]
+    :param theta_tol: units with theta below it are pruned (paper: 0.1)
+    :param theta_lr: learning rate of the thetas (default: the network's learning rate)
+    :param xi_start: fraction of the learn() budget after which thetas learn (paper: 0.2)
+    :param xi_round: fraction after which every theta is rounded to 0/1 and frozen (paper: 0.8)
+    :param prune_freq: env steps between two prunes (0 disables pruning during learn())
+    :param ofe_pretrain_steps: OFE updates before the first RL update
+        (default: 1% of the learn() budget, at most 10,000 -- the paper's 10k at 1M steps)
+    :param ofe_target_dim: f_pred predicts the first ``ofe_target_dim`` observation entries (default all)
+    :param sac_kwargs: everything :class:`stable_baselines3.SAC` accepts
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy: SACOFEXiPolicy
+
+    def __init__(
+        self,
+        policy: str | type[SACOFEXiPolicy],
+        env: GymEnv | str | None,
+        preset: str | None = None,
+        *,
+        ofe_layers: int = 6,
+        ofe_units: int | dict[str, list[int]] | None = None,
+        use_xi: bool | None = None,
+        nu_ofe: float | None = None,
+        nu_actor: float | None = None,
+        nu_critic: float | None = None,
+        lambda_ofe: float | None = None,
+        lambda_rl: float | None = None,
+        rho: float | None = None,
+        theta_tol: float = 0.1,
+        theta_lr: float | None = None,
+        xi_start: float = 0.2,
+        xi_round: float = 0.8,
+        prune_freq: int = 1000,
+        ofe_pretrain_steps: int | None = None,
+        ofe_target_dim: int | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        _init_setup_model: bool = True,
+        **sac_kwargs: Any,
+    ) -> None:
+        config = get_preset(preset)
+        given = dict(
+            ofe_units=ofe_units, use_xi=use_xi, nu_ofe=nu_ofe, nu_actor=nu_actor, nu_critic=nu_critic,
+            lambda_ofe=lambda_ofe, lambda_rl=lambda_rl, rho=rho,
+        )  # fmt: skip
+        config.update({k: v for k, v in given.items() if v is not None})
+        _validate(config, ofe_layers, theta_tol, theta_lr, xi_start, xi_round, prune_freq, ofe_pretrain_steps)
+        if sac_kwargs.get("use_sde", False):
+            raise ValueError("use_sde=True is not supported by SAC_OFEXi: accepted: use_sde=False")
+        if env is not None:
+            env = maybe_make_env(env, sac_kwargs.get("verbose", 0))
+            check_spaces(env.observation_space, env.action_space)
+
+        units = config["ofe_units"]
+        if isinstance(units, int):
+            units = {"phi_o": [units] * ofe_layers, "phi_oa": [units] * ofe_layers}
+        policy_kwargs = dict(policy_kwargs or {})
+        policy_kwargs.setdefault("net_arch", config["net_arch"])
+        policy_kwargs.setdefault("ofe_units", units)
+        policy_kwargs.setdefault("use_xi", bool(config["use_xi"]))
+        policy_kwargs.setdefault("ofe_target_dim", ofe_target_dim)
+        policy_kwargs.setdefault("theta_lr", theta_lr)
+
+        super().__init__(policy, env, policy_kwargs=policy_kwargs, _init_setup_model=False, **sac_kwargs)  # type: ignore[arg-type]
+
+        self.preset = preset
+        self.use_xi = bool(policy_kwargs["use_xi"])
+        self.nu_ofe = float(config["nu_ofe"])
+        self.nu_actor = float(config["nu_actor"])
+        self.nu_critic = float(config["nu_critic"])
+        self.lambda_ofe = float(config["lambda_ofe"])
+        self.lambda_rl = float(config["lambda_rl"])
+        self.rho = float(config["rho"])
+        self.theta_tol = theta_tol
+        self.theta_lr = theta_lr
+        self.xi_start = xi_start
+        self.xi_round = xi_round
+        self.prune_freq = prune_freq
+        self.ofe_pretrain_steps = ofe_pretrain_steps
+        # schedule state (saved with the model)
+        self._ofe_pretrained = False
+        self._xi_rounded = False
+        self.xi_phase = "frozen"
+
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if self.observation_space is not None and self.action_space is not None:
+            check_spaces(self.observation_space, self.action_space)
+
+    def _create_aliases(self) -> None:
+        super()._create_aliases()
+        self.ofe = self.policy.ofe
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "ofe"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, variables = super()._get_torch_save_params()
+        return [*state_dicts, "policy.ofe_optimizer"], variables
+
+    # --- counting -----------------------------------------------------------------------------
+    def param_counts(self) -> dict[str, int]:
+        """``{"deploy": phi_o + actor, "train": phi_o + phi_oa + f_pred + actor + critics}`` (SPEC section 7)."""
+        return self.policy.param_counts()
+
+    def unit_counts(self) -> dict[str, Any]:
+        """Units per hidden layer of phi_o, phi_oa, the actor and each critic (the survivors)."""
+        return self.policy.unit_counts()
+
+    # --- theta schedule (SPEC section 3) -------------------------------------------------------
+    def _gates(self) -> list[XiGate]:
+        return [*xi_gates(self.policy.ofe), *xi_gates(self.actor), *xi_gates(self.critic)]
+
+    def _update_xi_phase(self) -> None:
+        """Frozen at 1 until ``xi_start``, learning until ``xi_round``, then rounded and frozen."""
+        if not self.use_xi:
+            return
+        progress = 1.0 - self._current_progress_remaining
+        if not self._xi_rounded and progress >= self.xi_round:
+            self.round_thetas()
+            self.prune()
+        phase = "rounded" if self._xi_rounded else ("learning" if progress >= self.xi_start else "frozen")
+        if phase != self.xi_phase or not self._theta_flags_set:
+            for gate in self._gates():
+                gate.theta.requires_grad_(phase == "learning")
+            self.xi_phase = phase
+            self._theta_flags_set = True
+
+    @property
+    def _theta_flags_set(self) -> bool:
+        # requires_grad flags are not saved: after load they must be applied again
+        return getattr(self.policy, "_theta_flags_set", False)
+
+    @_theta_flags_set.setter
+    def _theta_flags_set(self, value: bool) -> None:
+        self.policy._theta_flags_set = value  # type: ignore[assignment]
+
+    def round_thetas(self) -> None:
+        """Round every theta to 0/1 (and the critic targets' to their critic's) and freeze them."""
+        for gate in self._gates():
+            gate.round_()
+        for q_net, q_target in zip(self.critic.q_networks, self.critic_target.q_networks):
+            for gate, gate_target in zip(q_net.gates, q_target.gates):
+                gate_target.theta.data.copy_(gate.theta.data)
+        self._xi_rounded = True
+
+    # --- pruning (SPEC section 6) --------------------------------------------------------------
+    def prune(self) -> bool:
+        """Remove every unit with theta < theta_tol from the tensors; ``True`` if any was removed.
+
+        The optimizers keep the Adam moments of the surviving entries, and ``policy_kwargs``
+        is updated to the new widths so that ``save``/``load`` rebuild the pruned shapes.
+        """
+        surgery = self.policy.prune_(self.theta_tol)
+        if surgery.changed:
+            self.policy_kwargs.update(self.policy.architecture_kwargs())
+        return surgery.changed
+
+    def learn(
+        self: SelfSAC_OFEXi,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "SAC_OFEXi",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfSAC_OFEXi:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=self._with_pruning(callback),
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _with_pruning(self, callback: MaybeCallback) -> MaybeCallback:
+        """Install a :class:`PruningCallback` unless pruning is off or the user gave one."""
+        if not self.use_xi or not self.prune_freq:
+            return callback
+        callbacks = list(callback) if isinstance(callback, list) else ([] if callback is None else [callback])
+        if any(isinstance(c, PruningCallback) for c in callbacks):
+            return callback
+        callbacks = [c if isinstance(c, BaseCallback) else ConvertCallback(c) for c in callbacks]
+        return [*callbacks, PruningCallback(self.prune_freq)]
+
+    # --- training (Algorithm 1, parts II and III) ----------------------------------------------
+    def _update_learning_rate(self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer) -> None:
+        """SB3's schedule for the weights; theta groups keep ``theta_lr`` when one is set."""
+        lr = self.lr_schedule(self._current_progress_remaining)
+        self.logger.record("train/learning_rate", lr)
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in optimizer.param_groups:
+                group["lr"] = self.theta_lr if (group.get("theta") and self.theta_lr) else lr
+
+    def _pretrain_steps(self) -> int:
+        if self.ofe_pretrain_steps is not None:
+            return self.ofe_pretrain_steps
+        return min(10_000, int(0.01 * self._total_timesteps))
+
+    def _ofe_update(self, batch_size: int) -> th.Tensor:
+        """One OFE step on its own minibatch (Algorithm 1, lines 7-10); returns L_pred."""
+        data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+        ofe, optimizer = self.policy.ofe, self.policy.ofe_optimizer
+        ofe.train(True)
+        obs = self.policy.obs_to_features_input(data.observations)
+        next_obs = self.policy.obs_to_features_input(data.next_observations)
+        pred_loss = ofe.pred_loss(obs, data.actions, next_obs)
+        loss = pred_loss
+        if self.lambda_ofe > 0:
+            loss = loss + 0.5 * self.lambda_ofe * ofe.weight_norm_sq()
+        if self.use_xi and self.nu_ofe > 0 and self.xi_phase == "learning":
+            loss = loss + self.nu_ofe * self.policy.ofe_complexity(self.rho).total
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        ofe.train(False)
+        for gate in xi_gates(ofe):
+            gate.project_()
+        return pred_loss.detach()
+
+    def _rl_regulariser(self, net: nn.Module, nu: float, d_in: th.Tensor) -> th.Tensor | float:
+        """lambda_rl/2 ||W_x||^2 + nu_x C_x (eq. 34), OFE thetas as constants (in ``d_in``)."""
+        reg: th.Tensor | float = 0.0
+        if self.lambda_rl > 0:
+            reg = reg + 0.5 * self.lambda_rl * net.weight_norm_sq()  # type: ignore[operator]
+        if self.use_xi and nu > 0 and self.xi_phase == "learning":
+            reg = reg + nu * net.complexity(d_in)  # type: ignore[operator]
+        return reg
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        self._update_xi_phase()
+        self.policy.set_training_mode(True)
+        optimizers = [self.actor.optimizer, self.critic.optimizer, self.policy.ofe_optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimizers += [self.ent_coef_optimizer]
+        self._update_learning_rate(optimizers)
+
+        if not self._ofe_pretrained:
+            for _ in range(self._pretrain_steps()):
+                self._ofe_update(batch_size)
+            self._ofe_pretrained = True
+
+        stats: dict[str, list[th.Tensor]] = {
+            k: [] for k in ("aux_loss", "ent_coef", "ent_coef_loss", "actor_loss", "critic_loss")
+        }
+        ofe, actor, critic = self.policy.ofe, self.actor, self.critic
+        for gradient_step in range(gradient_steps):
+            stats["aux_loss"].append(self._ofe_update(batch_size))
+
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+            obs = self.policy.obs_to_features_input(replay_data.observations)
+            next_obs = self.policy.obs_to_features_input(replay_data.next_observations)
+            with th.no_grad():
+                # OFENet in evaluation mode, obs and next_obs in one batch (Algorithm 1, lines 12-13)
+                z_o, next_z_o = ofe.features_o(th.cat([obs, next_obs])).chunk(2)
+                z_oa = ofe.features_oa(z_o, replay_data.actions)
+            d_z_o, d_z_oa = self.policy.feature_widths()
+
+            actions_pi, log_prob = actor.action_log_prob(z_o)
+            log_prob = log_prob.reshape(-1, 1)
+
+            ent_coef_loss = None
+            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+                ent_coef = th.exp(self.log_ent_coef.detach())
+                ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+                stats["ent_coef_loss"].append(ent_coef_loss.detach())
+                self.ent_coef_optimizer.zero_grad()
+                ent_coef_loss.backward()
+                self.ent_coef_optimizer.step()
+            else:
+                ent_coef = self.ent_coef_tensor
+            stats["ent_coef"].append(ent_coef.reshape(()))
+
+            with th.no_grad():
+                # networks not being updated are used in evaluation mode (Algorithm 1, section 3.3)
+                actor.train(False)
+                next_actions, next_log_prob = actor.action_log_prob(next_z_o)
+                actor.train(True)
+                next_q_values = th.cat(self.critic_target(ofe.features_oa(next_z_o, next_actions)), dim=1)
+                next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+                next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
+                target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
+
+            current_q_values = critic(z_oa)
+            critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+            stats["critic_loss"].append(critic_loss.detach())  # type: ignore[union-attr]
+            for q_net in critic.q_networks:
+                critic_loss = critic_loss + self._rl_regulariser(q_net, self.nu_critic, d_z_oa)
+            critic.optimizer.zero_grad()
+            critic_loss.backward()  # type: ignore[union-attr]
+            critic.optimizer.step()
+            for gate in xi_gates(critic):
+                gate.project_()
+
+            # the actor loss differentiates through phi_oa and the critics w.r.t. the action only
+            with _no_param_grad(ofe, critic):
+                critic.train(False)
+                q_values_pi = th.cat(critic(ofe.features_oa(z_o, actions_pi)), dim=1)
+                critic.train(True)
+            min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
+            actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
+            stats["actor_loss"].append(actor_loss.detach())
+            actor_loss = actor_loss + self._rl_regulariser(actor.net, self.nu_actor, d_z_o)
+            actor.optimizer.zero_grad()
+            actor_loss.backward()
+            actor.optimizer.step()
+            for gate in xi_gates(actor):
+                gate.project_()
+
+            if gradient_step % self.target_update_interval == 0:
+                polyak_update(critic.parameters(), self.critic_target.parameters(), self.tau)
+
+        self._n_updates += gradient_steps
+        self._log_train_stats(stats)
+
+    def _log_train_stats(self, stats: dict[str, list[th.Tensor]]) -> None:
+        """One host sync per train() call: everything is stacked and read at once."""
+        names, values = [], []
+        for key, tensors in stats.items():
+            if tensors:
+                names.append(f"train/{key}")
+                values.append(th.stack(tensors).float().mean())
+        if self.use_xi:
+            with th.no_grad():
+                for name, gates in (
+                    ("phi_o", self.policy.ofe.phi_o.gates),
+                    ("phi_oa", self.policy.ofe.phi_oa.gates),
+                    ("actor", list(self.actor.net.gates)),
+                    ("critic", [g for q in self.critic.q_networks for g in q.gates]),
+                ):
+                    thetas = [g.theta for g in gates if g.n_units > 0]
+                    if thetas:
+                        names.append(f"train/theta_mean_{name}")
+                        values.append(th.cat(thetas).mean())
+                complexity = self.policy.ofe_complexity(self.rho)
+                d_z_o, d_z_oa = self.policy.feature_widths()
+                names += ["train/complexity_ofe", "train/complexity_actor", "train/complexity_critic"]
+                values += [
+                    th.as_tensor(complexity.total, dtype=th.float32),
+                    th.as_tensor(self.actor.net.complexity(d_z_o), dtype=th.float32),
+                    th.as_tensor(sum(q.complexity(d_z_oa) for q in self.critic.q_networks), dtype=th.float32),
+                ]
+        for name, value in zip(names, th.stack([v.detach().float().cpu() for v in values]).tolist()):
+            self.logger.record(name, value)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/xi_learning", float(self.xi_phase == "learning"))
+        self.log_sizes()
+
+    def log_sizes(self) -> None:
+        """Record units alive and deploy/train parameters under ``xi/``."""
+        units = self.unit_counts()
+        self.logger.record("xi/units_phi_o", sum(units["phi_o"]))
+        self.logger.record("xi/units_phi_oa", sum(units["phi_oa"]))
+        self.logger.record("xi/units_actor", sum(units["actor"]))
+        self.logger.record("xi/units_critic", sum(sum(u) for u in units["critic"]))
+        for key, value in self.param_counts().items():
+            self.logger.record(f"xi/{key}_params", value)
+
+
+def _validate(
+    config: dict[str, Any],
+    ofe_layers: int,
+    theta_tol: float,
+    theta_lr: float | None,
+    xi_start: float,
+    xi_round: float,
+    prune_freq: int,
+    ofe_pretrain_steps: int | None,
+) -> None:
+    """Construction-time checks: a ValueError naming the value and what is accepted."""
+    for key in ("nu_ofe", "nu_actor", "nu_critic", "lambda_ofe", "lambda_rl"):
+        value = config[key]
+        if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"{key}={value!r} is invalid: accepted: a finite number >= 0")
+    rho = config["rho"]
+    if not isinstance(rho, (int, float)) or not 0.0 <= rho <= 1.0:
+        raise ValueError(f"rho={rho!r} is invalid: accepted: a number in [0, 1]")
+    if not isinstance(theta_tol, (int, float)) or not 0.0 < theta_tol < 1.0:
+        raise ValueError(f"theta_tol={theta_tol!r} is invalid: accepted: a number in (0, 1)")
+    if theta_lr is not None and (not isinstance(theta_lr, (int, float)) or not theta_lr > 0):
+        raise ValueError(f"theta_lr={theta_lr!r} is invalid: accepted: a number > 0, or None")
+    if not 0.0 <= xi_start <= 1.0 or not 0.0 <= xi_round <= 1.0:
+        raise ValueError(f"xi_start={xi_start!r}, xi_round={xi_round!r}: accepted: fractions in [0, 1]")
+    if xi_start >= xi_round:
+        raise ValueError(
+            f"xi_start={xi_start!r} must be smaller than xi_round={xi_round!r} "
+            "(fractions of the learn() budget: thetas learn between the two)"
+        )
+    if not isinstance(ofe_layers, int) or ofe_layers < 0:
+        raise ValueError(f"ofe_layers={ofe_layers!r} is invalid: accepted: an int >= 0")
+    units = config["ofe_units"]
+    if isinstance(units, dict):
+        if set(units) != {"phi_o", "phi_oa"} or not all(
+            all(isinstance(n, int) and n >= 0 for n in v) for v in units.values()
+        ):
+            raise ValueError(f"ofe_units={units!r} is invalid: accepted: dict(phi_o=[int>=0, ...], phi_oa=[...])")
+    elif not isinstance(units, int) or units < 0:
+        raise ValueError(f"ofe_units={units!r} is invalid: accepted: an int >= 0 or dict(phi_o=[...], phi_oa=[...])")
+    if not isinstance(prune_freq, int) or prune_freq < 0:
+        raise ValueError(f"prune_freq={prune_freq!r} is invalid: accepted: an int >= 0 (0 disables pruning)")
+    if ofe_pretrain_steps is not None and (not isinstance(ofe_pretrain_steps, int) or ofe_pretrain_steps < 0):
+        raise ValueError(f"ofe_pretrain_steps={ofe_pretrain_steps!r} is invalid: accepted: an int >= 0, or None")
