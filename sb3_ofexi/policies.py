@@ -311,6 +311,7 @@ class SACOFEXiPolicy(BasePolicy):
         """Remove every unit with theta < theta_tol, and slice the optimizers' state to match."""
         surgery = Surgery()
         keep_z_o, keep_z_oa = self.ofe.prune_(theta_tol, surgery)
+        surgery.feature_masks.update(z_o=keep_z_o, z_oa=keep_z_oa)
         self.actor.net.prune_(keep_z_o, self.actor.net.unit_keep_masks(theta_tol), surgery)
         for q_net, q_target in zip(self.critic.q_networks, self.critic_target.q_networks):
             keep_units = q_net.unit_keep_masks(theta_tol)  # the target mirrors its critic

@@ -29,6 +29,8 @@ class Surgery:
     def __init__(self) -> None:
         # id(tensor) -> (tensor, [(shape_before, dim, index), ...]) in application order
         self._edits: dict[int, tuple[th.Tensor, list[tuple[th.Size, int, th.Tensor]]]] = {}
+        #: keep-masks over named feature vectors (e.g. "z_o", "z_oa") before surgery
+        self.feature_masks: dict[str, th.Tensor] = {}
 
     @staticmethod
     def _index(keep: th.Tensor) -> th.Tensor:
