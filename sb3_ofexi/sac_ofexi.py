@@ -80,7 +80,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
     :param theta_tol: units with theta below it are pruned (paper: 0.1)
     :param theta_lr: learning rate of the thetas (default: the network's learning rate)
     :param xi_start: fraction of the learn() budget after which thetas learn (paper: 0.2)
-    :param xi_round: fraction after which every theta is rounded to 0/1 and frozen (paper: 0.8)
+    :param xi_round: fraction after which every theta is rounded to 0/1 and frozen (paper: 0.8;
+        1.0 never rounds)
     :param prune_freq: env steps between two prunes (0 disables pruning during learn())
     :param ofe_pretrain_steps: OFE updates before the first RL update
         (default: 1% of the learn() budget, at most 10,000 -- the paper's 10k at 1M steps)
@@ -198,7 +199,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         if not self.use_xi:
             return
         progress = 1.0 - self._current_progress_remaining
-        if not self._xi_rounded and progress >= self.xi_round:
+        if not self._xi_rounded and self.xi_round < 1.0 and progress >= self.xi_round:
             self.round_thetas()
             self.prune()
         phase = "rounded" if self._xi_rounded else ("learning" if progress >= self.xi_start else "frozen")
