@@ -110,9 +110,11 @@ def test_autograd_coincides_with_eq_28_29_where_the_conventions_agree():
 
 def test_autograd_gradient_against_eq_32():
     """Eq. (32) for an RL network; the first layer differs by the cross term n_1 * n_2."""
-    n = [th.tensor(3.5, requires_grad=True), th.tensor(2.0, requires_grad=True), th.tensor(4.0, requires_grad=True)]
+    values = [3.5, 2.0, 4.0]
+    n = [th.tensor(v, requires_grad=True) for v in values]
     d_in, d_out = 11.0, 2
     mlp_complexity(d_in, n, d_out).backward()
-    assert float(n[0].grad) == (1 + d_in) + float(n[1])  # eq. (32): -log gamma_1 / nu = 1 + D_i
-    assert float(n[1].grad) == (1 + float(n[0])) + float(n[2])  # eq. (32): 1 + ||theta_{l-1}||
-    assert float(n[2].grad) == d_out + 1 + float(n[1])  # eq. (32), last layer: identical
+    grads = [x.grad.item() for x in n]
+    assert grads[0] == (1 + d_in) + values[1]  # eq. (32): -log gamma_1 / nu = 1 + D_i, plus n_2
+    assert grads[1] == (1 + values[0]) + values[2]  # eq. (32): 1 + ||theta_{l-1}||, plus n_3
+    assert grads[2] == d_out + 1 + values[1]  # eq. (32), last layer: identical
