@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from types import FrameType
 from typing import Any
 
 import torch as th
@@ -188,6 +190,7 @@ class SACOFEXiPolicy(BasePolicy):
     ) -> None:
         if use_sde:
             raise ValueError("use_sde=True is not supported by SACOFEXiPolicy: accepted: use_sde=False")
+        _refuse_foreign_algorithm(sys._getframe(1))
         super().__init__(
             observation_space,
             action_space,
@@ -280,9 +283,10 @@ class SACOFEXiPolicy(BasePolicy):
         return self.actor(self.features_o(observation), deterministic)
 
     def set_training_mode(self, mode: bool) -> None:
-        """Actor and critics only: OFENet is in training mode only during its own update."""
+        """Actor and critics; OFENet is in training mode only inside its own update."""
         self.actor.train(mode)
         self.critic.train(mode)
+        self.ofe.train(False)
         self.training = mode
 
     # --- complexity (eqs. 21-27, 31) --------------------------------------------------------
@@ -341,6 +345,20 @@ class SACOFEXiPolicy(BasePolicy):
         """deploy = phi_o + actor; train = phi_o + phi_oa + f_pred + actor + critics."""
         phi_o, actor = count_params(self.ofe.phi_o), count_params(self.actor)
         return {"deploy": phi_o + actor, "train": count_params(self.ofe) + actor + count_params(self.critic)}
+
+
+def _refuse_foreign_algorithm(frame: FrameType | None) -> None:
+    """A SAC_OFEXi file opened with ``stable_baselines3.SAC.load`` builds this policy inside
+    SAC's ``_setup_model``, where nothing else could tell the user what went wrong."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    caller = frame.f_locals.get("self") if frame is not None else None
+    if isinstance(caller, BaseAlgorithm) and not hasattr(caller, "prune"):
+        raise ValueError(
+            f"This model is a SAC_OFEXi model (policy {SACOFEXiPolicy.__name__}, with OFEXiNet features and "
+            f"possibly pruned widths); {type(caller).__name__} cannot run it. Load it with "
+            "`from sb3_ofexi import SAC_OFEXi; SAC_OFEXi.load(path)`."
+        )
 
 
 def _detach(x: th.Tensor | int) -> th.Tensor | int:

@@ -7,6 +7,8 @@ Networks" (arXiv 2507.11975), Algorithm 1; SPEC sections 1-5, 7, 8.
 from __future__ import annotations
 
 import contextlib
+import io
+import pathlib
 from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
 
@@ -18,6 +20,8 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import maybe_make_env
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
@@ -54,6 +58,21 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
         raise ValueError(
             f"SAC_OFEXi needs a flat observation vector: got {observation_space!r}; accepted: a 1-D "
             "gymnasium.spaces.Box (wrap dict or image observations, e.g. with gymnasium's FlattenObservation)"
+        )
+
+
+def check_finite(name: str, value: np.ndarray, step: int) -> None:
+    """Raise on NaN/inf coming from the environment, while the data is still in numpy."""
+    value = np.asarray(value)
+    if value.dtype.kind in "fc" and not np.isfinite(value).all():
+        bad = np.argwhere(~np.isfinite(value))
+        kinds = "NaN" if np.isnan(value).any() else "inf"
+        if np.isnan(value).any() and np.isinf(value).any():
+            kinds = "NaN and inf"
+        raise ValueError(
+            f"The environment returned {kinds} in the {name} at env step {step} "
+            f"(index [env, entry...] of the first bad values: {bad[:5].tolist()}); "
+            "SAC_OFEXi refuses it before it reaches the networks. Check the environment or its wrappers."
         )
 
 
@@ -180,6 +199,47 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
         return [*state_dicts, "policy.ofe_optimizer"], variables
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfSAC_OFEXi],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        *args: Any,
+        **kwargs: Any,
+    ) -> SelfSAC_OFEXi:
+        """SB3's ``load``; a truncated or corrupted file gives a ValueError that says so."""
+        try:
+            return super().load(path, *args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # zip, JSON, pickle and torch errors all mean: unreadable file
+            raise ValueError(
+                f"Could not load a SAC_OFEXi model from {path!r}: the file is truncated, corrupted or not "
+                f"a model saved by SAC_OFEXi.save() ({type(error).__name__}: {error})"
+            ) from error
+
+    # --- bad data from the environment ------------------------------------------------------
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        check_finite("observation", self._last_obs, self.num_timesteps)  # type: ignore[arg-type]
+        return super()._sample_action(learning_starts, action_noise, n_envs)
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        check_finite("observation", new_obs, self.num_timesteps)  # type: ignore[arg-type]
+        check_finite("reward", reward, self.num_timesteps)
+        for i, info in enumerate(infos):
+            if dones[i] and info.get("terminal_observation") is not None:
+                check_finite("terminal observation", info["terminal_observation"], self.num_timesteps)
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     # --- counting -----------------------------------------------------------------------------
     def param_counts(self) -> dict[str, int]:
