@@ -26,6 +26,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
+from sb3_ofexi.export import DeployedPolicy, export_policy
 from sb3_ofexi.policies import MlpPolicy, SACOFEXiPolicy
 from sb3_ofexi.presets import get_preset
 from sb3_ofexi.pruning import PruningCallback
@@ -240,6 +241,13 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
             if dones[i] and info.get("terminal_observation") is not None:
                 check_finite("terminal observation", info["terminal_observation"], self.num_timesteps)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+
+    def export_policy(self, path: str | pathlib.Path, check: bool = True) -> DeployedPolicy:
+        """Export phi_o + actor (deterministic, SB3's action rescaling included) to ``.onnx`` or ``.pt``.
+
+        The file reproduces ``predict(obs, deterministic=True)`` to 1e-5 (checked unless ``check=False``).
+        """
+        return export_policy(self, path, check=check)
 
     # --- counting -----------------------------------------------------------------------------
     def param_counts(self) -> dict[str, int]:
