@@ -1,9 +1,9 @@
 """Deployment export: phi_o + actor mean, deterministic, at the pruned shapes (Table 1).
 
-The exported graph folds every evaluation-mode constant it can: BatchNorm into the
-preceding Linear, the actor's thetas into its Linear rows (ReLU is positively
-homogeneous), gates whose thetas are all 1 (every gate after rounding) disappear, and
-the log-std rows of the actor's output layer are dropped.
+The exported graph folds every evaluation-mode constant into weights: BatchNorm into the
+preceding Linear, the thetas and the diagonal V of the DenseNet into the columns of the
+Linear layers that read them, and the log-std rows of the actor's output are dropped. What
+is left per block is Linear -> SiLU -> concat; the actor is a plain MLP.
 """
 
 from __future__ import annotations
@@ -40,73 +40,61 @@ def _fold_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
     return fused
 
 
-def _theta_or_none(theta: th.Tensor, active: bool) -> th.Tensor | None:
-    if not active or bool((theta == 1).all()):
-        return None
-    return theta.detach().clone()
-
-
-class _DenseBlock(nn.Module):
-    def __init__(self, linear: nn.Linear | None, theta: th.Tensor | None, v: th.Tensor) -> None:
-        super().__init__()
-        self.linear = linear
-        self.register_buffer("theta", theta)
-        self.register_buffer("v", v.detach().clone())
-
-    def forward(self, z: th.Tensor) -> th.Tensor:
-        passthrough = self.v * z
-        if self.linear is None:
-            return passthrough
-        h = F.silu(self.linear(z))
-        if self.theta is not None:
-            h = h * self.theta
-        return th.cat([h, passthrough], dim=1)
-
-
 class DeployedPolicy(nn.Module):
-    """``obs -> action``: phi_o, the actor's mean, tanh and SB3's rescaling to the action bounds."""
+    """``obs -> action``: phi_o, the actor's mean, tanh and SB3's rescaling to the action bounds.
+
+    Every evaluation-mode constant is folded into weights. phi_o's output is
+    ``z_L = s_L * r_L`` with raw features ``r_l = [silu(W'_l r_{l-1} + b'_l), r_{l-1}]`` and a
+    per-feature scale ``s_l = [theta_l, v_l * s_{l-1}]`` (eq. 10), so the scales go into
+    the columns of the next Linear: a block is Linear (BN folded) -> SiLU -> concat.
+    """
 
     def __init__(self, policy: SACOFEXiPolicy) -> None:
         super().__init__()
         with th.no_grad():
+            obs_dim = policy.ofe.obs_dim
+            scale = th.ones(obs_dim)
             blocks = []
             for block in policy.ofe.phi_o.blocks:
-                linear = _fold_bn(block.linear, block.bn).cpu() if block.units > 0 else None
-                blocks.append(_DenseBlock(linear, _theta_or_none(block.gate.theta, block.gate.active), block.v.cpu()))
-            self.phi_o = nn.Sequential(*blocks)
+                theta = block.gate.theta.detach().cpu() if block.gate.active else th.ones(block.units)
+                if block.units > 0:
+                    linear = _fold_bn(block.linear, block.bn).cpu()
+                    linear.weight.mul_(scale[None, :])
+                    blocks.append(linear)
+                    scale = th.cat([theta, block.v.detach().cpu() * scale])
+                else:
+                    scale = block.v.detach().cpu() * scale
+            self.blocks = nn.ModuleList(blocks)
+
             net = policy.actor.net
-            fold = isinstance(net.activation, nn.ReLU)
-            hidden, thetas = [], []
-            for linear, gate in zip(net.hidden, net.gates):
-                linear = copy.deepcopy(linear).cpu()
-                theta = _theta_or_none(gate.theta, gate.active)
-                if theta is not None and fold:  # relu(x) * theta == relu(theta * x) for theta >= 0
-                    linear.weight.mul_(theta.cpu()[:, None])
-                    linear.bias.mul_(theta.cpu())
-                    theta = None
-                hidden.append(linear)
-                thetas.append(theta)
-            self.hidden = nn.ModuleList(hidden)
-            self.thetas = [t.cpu() if t is not None else None for t in thetas]
+            layers = [copy.deepcopy(layer).cpu() for layer in [*net.hidden, net.out]]
+            layers[0].weight.mul_(scale[None, :])  # z_o's scale into the actor's first layer
             self.activation = copy.deepcopy(net.activation)
+            for i, gate in enumerate(net.gates):
+                if gate.active:  # x * theta feeds only the next layer: theta goes into its columns
+                    layers[i + 1].weight.mul_(gate.theta.detach().cpu()[None, :])
+            self.hidden = nn.ModuleList(layers[:-1])
             action_dim = policy.actor.action_dim
-            out = make_linear(net.out.in_features, action_dim)  # the mean rows only
-            out.weight.copy_(net.out.weight[:action_dim])
-            out.bias.copy_(net.out.bias[:action_dim])
+            out = make_linear(layers[-1].in_features, action_dim)  # the mean rows only
+            out.weight.copy_(layers[-1].weight[:action_dim])
+            out.bias.copy_(layers[-1].bias[:action_dim])
             self.mean = out
             space = policy.action_space
-            self.register_buffer("low", th.as_tensor(space.low, dtype=th.float32))  # type: ignore[attr-defined]
-            self.register_buffer("high", th.as_tensor(space.high, dtype=th.float32))  # type: ignore[attr-defined]
+            low = th.as_tensor(space.low, dtype=th.float32)  # type: ignore[attr-defined]
+            high = th.as_tensor(space.high, dtype=th.float32)  # type: ignore[attr-defined]
+            # SB3's unscale_action: low + 0.5 * (a + 1) * (high - low) == a * half_range + center
+            self.register_buffer("half_range", 0.5 * (high - low))
+            self.register_buffer("center", 0.5 * (high + low))
         self.eval()
 
     def forward(self, obs: th.Tensor) -> th.Tensor:
-        x = self.phi_o(obs)
-        for linear, theta in zip(self.hidden, self.thetas):
+        z = obs
+        for linear in self.blocks:
+            z = th.cat([F.silu(linear(z)), z], dim=1)
+        x = z
+        for linear in self.hidden:
             x = self.activation(linear(x))
-            if theta is not None:
-                x = x * theta
-        action = th.tanh(self.mean(x))
-        return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
+        return th.tanh(self.mean(x)) * self.half_range + self.center
 
 
 def export_policy(model: SAC_OFEXi, path: str | pathlib.Path, check: bool = True) -> DeployedPolicy:

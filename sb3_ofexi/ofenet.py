@@ -107,10 +107,6 @@ class XiDenseNet(nn.Module):
             self._in_features = int(keep.sum())
         return keep
 
-    def weight_norm_sq(self) -> th.Tensor:
-        """||W||^2 + ||V||^2 of the DenseNet (the M of eq. 12/33)."""
-        return sum(b.linear.weight.pow(2).sum() + b.v.pow(2).sum() for b in self.blocks)  # type: ignore[return-value]
-
 
 class OFEXiNet(nn.Module):
     """phi_o (obs -> z_o), phi_oa ([z_o, a] -> z_oa) and f_pred (z_oa -> next obs).
@@ -166,10 +162,6 @@ class OFEXiNet(nn.Module):
         Averaged over batch and target entries, as the original OFENet code does.
         """
         return F.mse_loss(self(obs, actions), next_obs[:, : self.target_dim])
-
-    def weight_norm_sq(self) -> th.Tensor:
-        """||M_OFE||^2 with M_OFE = {W^o, W^oa, W^pred, V^o, V^oa} (eq. 33)."""
-        return self.phi_o.weight_norm_sq() + self.phi_oa.weight_norm_sq() + self.f_pred.weight.pow(2).sum()
 
     def prune_(self, theta_tol: float, surgery: Surgery) -> tuple[th.Tensor, th.Tensor]:
         """Remove units with theta < theta_tol from phi_o and phi_oa and their consumers.

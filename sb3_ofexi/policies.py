@@ -15,13 +15,27 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_ofexi.complexity import OFEComplexity, mlp_complexity, ofe_complexity, theta_norm
-from sb3_ofexi.ofenet import OFEXiNet
+from sb3_ofexi.ofenet import OFEXiNet, XiDenseBlock
 from sb3_ofexi.surgery import Surgery, make_linear
 from sb3_ofexi.xi import XiGate, xi_gates
 
 # Same clamp as SB3's SAC actor
 LOG_STD_MAX = 2
 LOG_STD_MIN = -20
+
+
+def l2_weights(module: nn.Module) -> list[nn.Parameter]:
+    """The tensors under the L2 terms of eqs. (33)/(34): Linear weights and the DenseNets' V.
+
+    Biases, BatchNorm affine parameters and thetas are not regularised.
+    """
+    tensors = []
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            tensors.append(m.weight)
+        elif isinstance(m, XiDenseBlock):
+            tensors.append(m.v)
+    return tensors
 
 
 def count_params(module: nn.Module) -> int:
@@ -77,10 +91,6 @@ class XiMlp(nn.Module):
     def complexity(self, d_in: th.Tensor | float) -> th.Tensor | float:
         """C_x of eq. (31)."""
         return mlp_complexity(d_in, self.theta_norms(), self.out_features)
-
-    def weight_norm_sq(self) -> th.Tensor:
-        """||W^x||^2 of eq. (34): the weight matrices (not biases, not thetas)."""
-        return sum((lin.weight.pow(2).sum() for lin in self.hidden), self.out.weight.pow(2).sum())
 
     def unit_keep_masks(self, theta_tol: float) -> list[th.Tensor]:
         return [gate.keep_mask(theta_tol) for gate in self.gates]
@@ -237,13 +247,24 @@ class SACOFEXiPolicy(BasePolicy):
         self.critic.optimizer = self._make_optimizer(self.critic, lr_schedule)
 
     def _make_optimizer(self, module: nn.Module, lr_schedule: Schedule) -> th.optim.Optimizer:
-        """Adam with the thetas in their own group (flagged ``theta``) so they keep ``theta_lr``."""
+        """Adam with three groups: L2-regularised weights (flag ``decay``), the other weights,
+        and the thetas (flag ``theta``, so they keep ``theta_lr``).
+
+        The L2 terms lambda/2 ||W||^2 of eqs. (33)/(34) are Adam's coupled ``weight_decay``
+        on the ``decay`` group (it adds lambda * W to the gradient: the same math, without
+        an extra autograd graph); :class:`~sb3_ofexi.SAC_OFEXi` sets the lambdas.
+        """
         lr = lr_schedule(1)
-        weights = [p for name, p in module.named_parameters() if not name.endswith("theta")]
-        groups: list[dict[str, Any]] = [{"params": weights, "theta": False}]
+        decayed = l2_weights(module)
+        decayed_ids = {id(p) for p in decayed}
+        others = [p for name, p in module.named_parameters() if not name.endswith("theta") and id(p) not in decayed_ids]
+        groups: list[dict[str, Any]] = [
+            {"params": decayed, "decay": True, "theta": False},
+            {"params": others, "decay": False, "theta": False},
+        ]
         if self.use_xi:
             thetas = [g.theta for g in xi_gates(module)]
-            groups.append({"params": thetas, "lr": self.theta_lr or lr, "theta": True})
+            groups.append({"params": thetas, "lr": self.theta_lr or lr, "decay": False, "theta": True})
         return self.optimizer_class(groups, lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:

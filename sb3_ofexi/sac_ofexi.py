@@ -189,6 +189,14 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         super()._setup_model()
         if self.observation_space is not None and self.action_space is not None:
             check_spaces(self.observation_space, self.action_space)
+        # lambda/2 ||W||^2 of eqs. (33)/(34) as Adam's coupled weight decay on the W (and V) group
+        for optimizer, lam in (
+            (self.policy.ofe_optimizer, self.lambda_ofe),
+            (self.actor.optimizer, self.lambda_rl),
+            (self.critic.optimizer, self.lambda_rl),
+        ):
+            for group in optimizer.param_groups:
+                group["weight_decay"] = lam if group.get("decay") else 0.0
 
     def _create_aliases(self) -> None:
         super()._create_aliases()
@@ -269,11 +277,15 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         progress = 1.0 - self._current_progress_remaining
         if not self._xi_rounded and self.xi_round < 1.0 and progress >= self.xi_round:
             self.round_thetas()
-            self.prune()
         phase = "rounded" if self._xi_rounded else ("learning" if progress >= self.xi_start else "frozen")
         if phase != self.xi_phase or not self._theta_flags_set:
             for gate in self._gates():
                 gate.theta.requires_grad_(phase == "learning")
+            if phase == "rounded":
+                # every theta is 0 or 1; once the zeros are pruned the gates are identities
+                self.prune()
+                for gate in [*self._gates(), *xi_gates(self.critic_target)]:
+                    gate.active = False
             self.xi_phase = phase
             self._theta_flags_set = True
 
@@ -357,9 +369,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         obs = self.policy.obs_to_features_input(data.observations)
         next_obs = self.policy.obs_to_features_input(data.next_observations)
         pred_loss = ofe.pred_loss(obs, data.actions, next_obs)
-        loss = pred_loss
-        if self.lambda_ofe > 0:
-            loss = loss + 0.5 * self.lambda_ofe * ofe.weight_norm_sq()
+        loss = pred_loss  # + lambda_ofe/2 ||M_OFE||^2: the optimizer's weight decay
         if self.use_xi and self.nu_ofe > 0 and self.xi_phase == "learning":
             loss = loss + self.nu_ofe * self.policy.ofe_complexity(self.rho).total
         optimizer.zero_grad()
@@ -371,13 +381,13 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         return pred_loss.detach()
 
     def _rl_regulariser(self, net: nn.Module, nu: float, d_in: th.Tensor) -> th.Tensor | float:
-        """lambda_rl/2 ||W_x||^2 + nu_x C_x (eq. 34), OFE thetas as constants (in ``d_in``)."""
-        reg: th.Tensor | float = 0.0
-        if self.lambda_rl > 0:
-            reg = reg + 0.5 * self.lambda_rl * net.weight_norm_sq()  # type: ignore[operator]
+        """nu_x C_x of eq. (34), OFE thetas as constants (in ``d_in``).
+
+        The lambda_rl/2 ||W_x||^2 part of eq. (34) is the optimizer's weight decay.
+        """
         if self.use_xi and nu > 0 and self.xi_phase == "learning":
-            reg = reg + nu * net.complexity(d_in)  # type: ignore[operator]
-        return reg
+            return nu * net.complexity(d_in)  # type: ignore[operator]
+        return 0.0
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self._update_xi_phase()

@@ -143,3 +143,33 @@ def test_bad_input_raises_value_error(kwargs, match):
     env = config.pop("env")
     with pytest.raises(ValueError, match=match):
         SAC_OFEXi("MlpPolicy", env, **config)
+
+
+def test_l2_terms_are_weight_decay_on_w_and_v_only():
+    model = make_model(preset="prune-b", lambda_ofe=1e-3, lambda_rl=2e-3)
+    policy = model.policy
+    for optimizer, module, lam in ((policy.ofe_optimizer, policy.ofe, 1e-3), (model.actor.optimizer, model.actor, 2e-3),
+                                   (model.critic.optimizer, model.critic, 2e-3)):  # fmt: skip
+        decayed = [g for g in optimizer.param_groups if g["weight_decay"] > 0]
+        assert len(decayed) == 1 and decayed[0]["weight_decay"] == lam
+        expected = [m.weight for m in module.modules() if isinstance(m, th.nn.Linear)]
+        expected += [m.v for m in module.modules() if hasattr(m, "v")]
+        assert {id(p) for p in decayed[0]["params"]} == {id(p) for p in expected}
+    assert all(g["weight_decay"] == 0 for g in policy.ofe_optimizer.param_groups if not g["decay"])
+
+
+def test_adam_weight_decay_is_the_gradient_of_the_l2_term():
+    """One Adam step with weight_decay=lam equals one step on loss + lam/2 ||W||^2 (eqs. 33/34)."""
+    lam = 0.3
+    w1 = th.nn.Parameter(th.randn(4, 3))
+    w2 = th.nn.Parameter(w1.detach().clone())
+    x = th.randn(5, 3)
+    opt1, opt2 = th.optim.Adam([w1], lr=0.1, weight_decay=lam), th.optim.Adam([w2], lr=0.1)
+    for _ in range(3):
+        opt1.zero_grad()
+        (x @ w1.T).pow(2).mean().backward()
+        opt1.step()
+        opt2.zero_grad()
+        ((x @ w2.T).pow(2).mean() + 0.5 * lam * w2.pow(2).sum()).backward()
+        opt2.step()
+    th.testing.assert_close(w1, w2)
