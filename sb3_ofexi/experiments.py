@@ -1,0 +1,197 @@
+"""Runs for comparisons: one method x one seed on one env, same budget and evaluation protocol.
+
+Methods read their settings from the rl-zoo3 YAML files in ``hyperparams/``; the stock
+SB3 ``SAC`` is the SAC / SAC-Big baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+import torch as th
+import yaml
+from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from torch import nn
+
+from sb3_ofexi.policies import count_params
+from sb3_ofexi.sac_ofexi import SAC_OFEXi
+from sb3_ofexi.xi import xi_gates
+
+#: method -> (YAML file in hyperparams/, algorithm class)
+METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
+    "sac": ("sac", SAC),
+    "sac-big": ("sac_big", SAC),
+    "ofe": ("sac_ofexi_ofe", SAC_OFEXi),
+    "ofe-big": ("sac_ofexi_ofe_big", SAC_OFEXi),
+    "prune-a": ("sac_ofexi_prune_a", SAC_OFEXi),
+    "prune-b": ("sac_ofexi_prune_b", SAC_OFEXi),
+    "prune-c": ("sac_ofexi_prune_c", SAC_OFEXi),
+}
+#: rl-zoo3 keys that change the environment rather than the algorithm
+_ENV_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
+SCORE_WINDOW = 0.2  # score = best evaluation in the last 20% of training (paper, Table 3)
+
+
+def default_hyperparams_dir() -> pathlib.Path:
+    """``hyperparams/`` of the source tree (the package is installed in editable mode)."""
+    return pathlib.Path(__file__).resolve().parents[1] / "hyperparams"
+
+
+def parse_methods(text: str) -> list[str]:
+    methods = [m.strip().lower() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"Unknown method(s) {unknown or text!r}: accepted: {', '.join(METHODS)}")
+    return methods
+
+
+def load_hyperparams(method: str, env_id: str, hyperparams_dir: str | pathlib.Path | None = None) -> dict[str, Any]:
+    """The rl-zoo3 entry of ``method`` for ``env_id``, with ``policy_kwargs`` evaluated as rl-zoo3 does."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}: accepted: {', '.join(METHODS)}")
+    path = pathlib.Path(hyperparams_dir or default_hyperparams_dir()) / f"{METHODS[method][0]}.yml"
+    if not path.exists():
+        raise ValueError(f"No hyperparameter file {path}: pass --hyperparams DIR (the repository's hyperparams/)")
+    entries = yaml.safe_load(path.read_text())
+    if env_id not in entries:
+        raise ValueError(f"{path.name} has no entry for {env_id!r}: it has {', '.join(entries)}")
+    hyperparams = dict(entries[env_id])
+    if any(key in hyperparams for key in _ENV_KEYS):
+        raise ValueError(f"{path.name}[{env_id}] uses {sorted(set(_ENV_KEYS) & set(hyperparams))}: run it with rl-zoo3")
+    if isinstance(hyperparams.get("policy_kwargs"), str):
+        hyperparams["policy_kwargs"] = eval(hyperparams["policy_kwargs"], {"dict": dict, "nn": nn})  # as rl-zoo3
+    return hyperparams
+
+
+def param_counts(model: BaseAlgorithm) -> dict[str, int]:
+    """deploy / train parameters (SPEC section 7); for stock SAC: actor / actor + critics."""
+    if isinstance(model, SAC_OFEXi):
+        return model.param_counts()
+    actor = count_params(model.actor)  # type: ignore[attr-defined]
+    return {"deploy": actor, "train": actor + count_params(model.critic)}  # type: ignore[attr-defined]
+
+
+class SizeHistory(BaseCallback):
+    """Every ``every`` steps: parameters, and for SAC_OFEXi units alive and mean theta per net."""
+
+    def __init__(self, every: int) -> None:
+        super().__init__()
+        self.every = every
+        self.rows: list[dict[str, Any]] = []
+
+    def _on_training_start(self) -> None:
+        self._record()
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every == 0:
+            self._record()
+        return True
+
+    def _record(self) -> None:
+        row: dict[str, Any] = {"timesteps": self.num_timesteps, **param_counts(self.model)}
+        if isinstance(self.model, SAC_OFEXi):
+            policy = self.model.policy
+            nets = {"phi_o": policy.ofe.phi_o, "phi_oa": policy.ofe.phi_oa, "actor": policy.actor,
+                    "critic": policy.critic}  # fmt: skip
+            for name, net in nets.items():
+                thetas = [g.theta.detach() for g in xi_gates(net) if g.n_units > 0]
+                row[f"theta_{name}"] = float(th.cat(thetas).mean()) if thetas else float("nan")
+                row[f"units_{name}"] = sum(g.n_units for g in xi_gates(net))
+        self.rows.append(row)
+
+
+@dataclass
+class RunSpec:
+    method: str
+    env_id: str
+    seed: int
+    timesteps: int
+    out_dir: str
+    eval_freq: int | None = None
+    eval_episodes: int = 5
+    device: str = "cpu"
+    hyperparams_dir: str | None = None
+    progress_bar: bool = False
+    threads: int | None = None
+
+    @property
+    def run_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.out_dir) / self.method / f"seed{self.seed}"
+
+
+def train_one(spec: RunSpec) -> dict[str, Any]:
+    """Train, evaluate every ``eval_freq`` steps, save; write ``summary.json`` and return it."""
+    if spec.threads:
+        th.set_num_threads(spec.threads)
+    run_dir = spec.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _, algo = METHODS[spec.method]
+    hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
+    hyperparams.pop("n_timesteps", None)
+    if spec.timesteps <= 0:
+        raise ValueError(f"timesteps={spec.timesteps}: accepted: an int > 0")
+    eval_freq = spec.eval_freq or max(spec.timesteps // 20, 1)
+    env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed)
+    eval_env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed + 10_000)
+    model = algo(env=env, seed=spec.seed, device=spec.device, verbose=0, **hyperparams)
+    evaluation = EvalCallback(eval_env, eval_freq=eval_freq, n_eval_episodes=spec.eval_episodes,
+                              log_path=str(run_dir), deterministic=True, verbose=0)  # fmt: skip
+    history = SizeHistory(eval_freq)
+    start = time.perf_counter()
+    model.learn(spec.timesteps, callback=[evaluation, history], progress_bar=spec.progress_bar)
+    wall = time.perf_counter() - start
+    model.save(run_dir / "model")
+    env.close()
+    eval_env.close()
+
+    timesteps = np.asarray(evaluation.evaluations_timesteps)
+    returns = np.asarray(evaluation.evaluations_results).mean(axis=1)
+    window = timesteps >= (1.0 - SCORE_WINDOW) * spec.timesteps
+    summary = {
+        **asdict(spec),
+        "algo": algo.__name__,
+        "hyperparams": {k: repr(v) if not isinstance(v, (int, float, str, bool)) else v for k, v in hyperparams.items()},
+        "wall_s": wall,
+        "score": float(returns[window].max()) if window.any() else float("nan"),
+        "final_return": float(returns[-1]) if len(returns) else float("nan"),
+        "eval_timesteps": timesteps.tolist(),
+        "eval_returns": returns.tolist(),
+        "params": param_counts(model),
+        "units": model.unit_counts() if isinstance(model, SAC_OFEXi) else None,
+        "history": history.rows,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def run_many(specs: list[RunSpec], jobs: int = 1) -> list[dict[str, Any]]:
+    """Run specs in ``jobs`` processes (each with ``cores // jobs`` torch threads)."""
+    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
+    for spec in specs:
+        spec.threads = spec.threads or threads
+    if jobs <= 1:
+        return [_announce(train_one(spec)) for spec in specs]
+    results = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(train_one, spec) for spec in specs]
+        for future in as_completed(futures):
+            results.append(_announce(future.result()))
+    return results
+
+
+def _announce(summary: dict[str, Any]) -> dict[str, Any]:
+    print(f"  done: {summary['method']:8s} seed {summary['seed']}  score {summary['score']:9.1f}  "
+          f"deploy {summary['params']['deploy']:>9,}  train {summary['params']['train']:>9,}  "
+          f"({summary['wall_s']:.0f} s)", flush=True)  # fmt: skip
+    return summary

@@ -1,0 +1,205 @@
+"""Comparison report from run directories: Tables 3-4 of the paper and Figs. 3 and 5, plus theta over time."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from sb3_ofexi.experiments import METHODS, load_hyperparams
+
+PNG_CURVES = "learning_curves.png"
+PNG_UNITS = "units_per_layer.png"
+PNG_THETA = "theta_over_time.png"
+
+
+def load_runs(out_dir: str | pathlib.Path) -> dict[str, list[dict[str, Any]]]:
+    """``summary.json`` of every run under ``out_dir``, grouped by method in METHODS order."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(pathlib.Path(out_dir).glob("*/seed*/summary.json")):
+        summary = json.loads(path.read_text())
+        runs.setdefault(summary["method"], []).append(summary)
+    if not runs:
+        raise ValueError(f"No runs in {out_dir}: expected METHOD/seedN/summary.json written by 'sb3-ofexi train'")
+    envs = {s["env_id"] for group in runs.values() for s in group}
+    if len(envs) != 1:
+        raise ValueError(f"{out_dir} mixes environments {sorted(envs)}: one report covers one env")
+    order = {m: i for i, m in enumerate(METHODS)}
+    return dict(sorted(runs.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def ofe_baseline_counts(runs: dict[str, list[dict[str, Any]]], hyperparams_dir: str | None) -> dict[str, int] | None:
+    """OFE's deploy/train parameters for this env: from an ``ofe`` run, else built from its YAML."""
+    if "ofe" in runs:
+        return runs["ofe"][0]["params"]
+    env_id = next(iter(runs.values()))[0]["env_id"]
+    try:
+        from sb3_ofexi.sac_ofexi import SAC_OFEXi
+
+        hyperparams = load_hyperparams("ofe", env_id, hyperparams_dir)
+        hyperparams.pop("n_timesteps", None)
+        hyperparams["buffer_size"] = 1
+        return SAC_OFEXi(env=env_id, device="cpu", **hyperparams).param_counts()
+    except ValueError:
+        return None
+
+
+def _iqm_with_ci(scores: dict[str, np.ndarray]) -> dict[str, tuple[float, float, float]]:
+    """IQM and its 95% stratified-bootstrap interval (rliable), for methods with >= 3 seeds."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    eligible = {m: s.reshape(-1, 1) for m, s in scores.items() if len(s) >= 3}
+    if not eligible:
+        return {}
+    np.random.seed(0)  # rliable's bootstrap draws from numpy's global generator
+    points, intervals = rly.get_interval_estimates(
+        eligible, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=2000
+    )
+    return {m: (float(points[m][0]), float(intervals[m][0, 0]), float(intervals[m][1, 0])) for m in eligible}
+
+
+def _ratio(value: float, base: float | None) -> str:
+    return f"{100 * value / base:.0f}%" if base else "n/a"
+
+
+def tables(runs: dict[str, list[dict[str, Any]]], baseline: dict[str, int] | None) -> tuple[str, str, dict]:
+    """Markdown of the Table-3-like and Table-4-like tables, and the numbers behind them."""
+    scores = {m: np.array([s["score"] for s in group]) for m, group in runs.items()}
+    iqm = _iqm_with_ci(scores)
+    numbers: dict[str, Any] = {}
+    table3 = ["| method | seeds | score (mean ± std) | IQM [95% CI] | dR | tR |", "|---|---|---|---|---|---|"]
+    table4 = ["| method | deploy params (k) | train params (k) |", "|---|---|---|"]
+    for method, group in runs.items():
+        deploy = float(np.mean([s["params"]["deploy"] for s in group]))
+        train = float(np.mean([s["params"]["train"] for s in group]))
+        score = scores[method]
+        iqm_text = "{:.1f} [{:.1f}, {:.1f}]".format(*iqm[method]) if method in iqm else "(needs >= 3 seeds)"
+        d_ratio = _ratio(deploy, baseline["deploy"] if baseline else None)
+        t_ratio = _ratio(train, baseline["train"] if baseline else None)
+        table3.append(f"| {method} | {len(group)} | {score.mean():.1f} ± {score.std():.1f} | {iqm_text} | "
+                      f"{d_ratio} | {t_ratio} |")  # fmt: skip
+        table4.append(f"| {method} | {deploy / 1e3:.1f} | {train / 1e3:.1f} |")
+        numbers[method] = {
+            "scores": score.tolist(), "mean": float(score.mean()), "std": float(score.std()),
+            "iqm": iqm.get(method), "deploy": deploy, "train": train,
+            "dR": deploy / baseline["deploy"] if baseline else None,
+            "tR": train / baseline["train"] if baseline else None,
+        }  # fmt: skip
+    return "\n".join(table3), "\n".join(table4), numbers
+
+
+def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    # Fig. 3: evaluation return during training, mean over seeds with min-max band
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, group in runs.items():
+        steps = np.array(group[0]["eval_timesteps"])
+        n = min(len(s["eval_returns"]) for s in group)
+        returns = np.array([s["eval_returns"][:n] for s in group])
+        ax.plot(steps[:n], returns.mean(0), label=method)
+        ax.fill_between(steps[:n], returns.min(0), returns.max(0), alpha=0.2)
+    ax.set(xlabel="environment steps", ylabel="evaluation return", title=f"{env_id}: learning curves")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / PNG_CURVES, dpi=120)
+    plt.close(fig)
+    written.append(PNG_CURVES)
+
+    # Fig. 5: units per OFE layer after training (mean over seeds)
+    ofe_runs = {m: g for m, g in runs.items() if g[0].get("units")}
+    if ofe_runs:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        width = 0.8 / len(ofe_runs)
+        for i, (method, group) in enumerate(ofe_runs.items()):
+            layers = np.array([s["units"]["phi_o"] + s["units"]["phi_oa"] for s in group], dtype=float).mean(0)
+            n_o = len(group[0]["units"]["phi_o"])
+            x = np.arange(len(layers)) + i * width
+            bars = ax.bar(x, layers, width, label=f"{method} (phi_o {layers[:n_o].sum():.0f}, "
+                                                  f"phi_oa {layers[n_o:].sum():.0f})")  # fmt: skip
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        labels = [f"o{i + 1}" for i in range(n_o)] + [f"oa{i + 1}" for i in range(len(layers) - n_o)]
+        ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, labels)
+        ax.set(xlabel="OFE block (phi_o, then phi_oa)", ylabel="units after training",
+               title=f"{env_id}: units per OFE layer")  # fmt: skip
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / PNG_UNITS, dpi=120)
+        plt.close(fig)
+        written.append(PNG_UNITS)
+
+    # theta and units alive over time, pruning methods only
+    xi_runs = {m: g for m, g in runs.items() if g[0]["history"] and "theta_phi_o" in g[0]["history"][0]
+               and m.startswith("prune")}  # fmt: skip
+    if xi_runs:
+        nets = ("phi_o", "phi_oa", "actor", "critic")
+        fig, axes = plt.subplots(2, len(nets), figsize=(13, 6), sharex=True)
+        for method, group in xi_runs.items():
+            n = min(len(s["history"]) for s in group)
+            steps = [row["timesteps"] for row in group[0]["history"][:n]]
+            for j, net in enumerate(nets):
+                theta = np.array([[row[f"theta_{net}"] for row in s["history"][:n]] for s in group])
+                units = np.array([[row[f"units_{net}"] for row in s["history"][:n]] for s in group])
+                axes[0, j].plot(steps, np.nanmean(theta, 0), label=method)
+                axes[1, j].plot(steps, units.mean(0), label=method)
+                axes[0, j].set_title(net)
+        axes[0, 0].set_ylabel("mean theta (alive units)")
+        axes[1, 0].set_ylabel("units alive")
+        for ax in axes[1]:
+            ax.set_xlabel("environment steps")
+        axes[0, 0].legend(fontsize=8)
+        fig.suptitle(f"{env_id}: theta and units during training")
+        fig.tight_layout()
+        fig.savefig(out / PNG_THETA, dpi=120)
+        plt.close(fig)
+        written.append(PNG_THETA)
+    return written
+
+
+def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None) -> pathlib.Path:
+    """Write ``report.md``, ``report.json`` and the PNGs into ``out_dir``; return the Markdown path."""
+    out = pathlib.Path(out_dir)
+    runs = load_runs(out)
+    env_id = next(iter(runs.values()))[0]["env_id"]
+    baseline = ofe_baseline_counts(runs, hyperparams_dir)
+    table3, table4, numbers = tables(runs, baseline)
+    pngs = _plots(runs, out, env_id)
+    first = next(iter(runs.values()))[0]
+    lines = [
+        f"# {env_id}: SAC_OFEXi comparison",
+        "",
+        f"{first['timesteps']:,} env steps per run; evaluation every {first['eval_timesteps'][0]:,} steps, "
+        f"{first['eval_episodes']} deterministic episodes on a separately seeded env. Score: best evaluation "
+        "return in the last 20% of training (paper, Table 3). dR / tR: deploy / train parameters relative "
+        "to OFE on this env (deploy = phi_o + actor; train = phi_o + phi_oa + f_pred + actor + critics; "
+        "stock SAC: actor / actor + critics).",
+        "",
+        "## Score, dR and tR (Table 3)",
+        "",
+        table3,
+        "",
+        "## Parameters (Table 4)",
+        "",
+        table4,
+        "",
+        "## Training time",
+        "",
+        "| method | wall time per run (s, mean) |",
+        "|---|---|",
+        *[f"| {m} | {np.mean([s['wall_s'] for s in g]):.0f} |" for m, g in runs.items()],
+        "",
+        *[f"![{png}]({png})" for png in pngs],
+        "",
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    (out / "report.json").write_text(json.dumps({"env": env_id, "ofe_baseline": baseline, "methods": numbers},
+                                                indent=1))  # fmt: skip
+    return path
