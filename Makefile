@@ -16,8 +16,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The main job: prune-b next to OFE and stock SAC on Pendulum-v1, 3 seeds, then the report.
+DEMO_OUT ?= runs/demo
 demo: venv
-	$(PY) examples/demo.py
+	$(VENV)/bin/sb3-ofexi compare --env Pendulum-v1 --methods sac,ofe,prune-b --seeds 3 --jobs 2 --eval-episodes 5 --out $(DEMO_OUT)
 
 test: venv
 	$(PY) -m pytest -q tests

@@ -1,4 +1,4 @@
-"""`make demo`: train SAC_OFEXi on Pendulum-v1 for a few thousand steps and show what pruning did.
+"""Plain Python use: train SAC_OFEXi (prune-b) on Pendulum-v1 and show what pruning did.
 
 Prints units per layer and deploy/train parameters before and after, the evaluation
 return, and env-steps/s before and after the first prunes (measured in this run).
@@ -50,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--env", default="Pendulum-v1")
     parser.add_argument("--timesteps", type=int, default=6000)
+    parser.add_argument("--export", help="also export the deployment policy (.onnx or .pt)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     th.set_num_threads(1)
@@ -72,6 +73,10 @@ def main() -> None:
     print("  env-steps/s per 500-step window (deploy params at the window's end):")
     for step, sps, deploy in rate.rows:
         print(f"    step {step:6d}: {sps:6.1f} steps/s   deploy {deploy:,}")
+    model.save("pruned_model")  # the pruned shapes are saved; SAC_OFEXi.load rebuilds them
+    if args.export:
+        model.export_policy(args.export)  # phi_o + actor, checked against predict to 1e-5
+        print(f"  exported the deployment policy to {args.export}")
 
 
 if __name__ == "__main__":

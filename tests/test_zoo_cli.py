@@ -1,0 +1,102 @@
+"""rl-zoo3 integration, the sb3-ofexi command line and the report."""
+
+import json
+import pathlib
+
+import pytest
+import yaml
+
+from sb3_ofexi import SAC_OFEXi
+from sb3_ofexi.cli import main as cli_main
+from sb3_ofexi.experiments import METHODS, load_hyperparams
+from sb3_ofexi.report import PNG_CURVES, PNG_THETA, PNG_UNITS, build_report
+from sb3_ofexi.zoo import main as zoo_main
+
+HYPERPARAMS = pathlib.Path(__file__).resolve().parents[1] / "hyperparams"
+YAML_FILES = sorted(HYPERPARAMS.glob("*.yml"))
+PAPER_LAYERS = {"HalfCheetah-v5": 8, "Hopper-v5": 6, "Walker2d-v5": 6, "Ant-v5": 6}  # paper section 5
+
+
+def test_hyperparams_folder_covers_every_method_and_env():
+    assert any("ofexi" in f.name for f in YAML_FILES)
+    for method, (stem, _) in METHODS.items():
+        entries = yaml.safe_load((HYPERPARAMS / f"{stem}.yml").read_text())
+        assert {"HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Pendulum-v1", "InvertedPendulum-v5"} <= set(
+            entries
+        ), method
+        assert entries["HalfCheetah-v5"]["n_timesteps"] == 2e6 and entries["Hopper-v5"]["n_timesteps"] == 1e6
+        if stem.startswith("sac_ofexi"):
+            assert entries["HalfCheetah-v5"]["ofe_layers"] == 8 and entries["Walker2d-v5"]["ofe_layers"] == 6
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
+def test_every_yaml_entry_builds_a_model(path):
+    method = next(m for m, (stem, _) in METHODS.items() if stem == path.stem)
+    algo = METHODS[method][1]
+    for env_id in yaml.safe_load(path.read_text()):
+        hyperparams = load_hyperparams(method, env_id, HYPERPARAMS)
+        assert hyperparams.pop("n_timesteps") > 0
+        hyperparams["buffer_size"] = 10  # building, not training
+        model = algo(env=env_id, device="cpu", **hyperparams)
+        if isinstance(model, SAC_OFEXi):
+            assert model.preset == method
+            assert len(model.unit_counts()["phi_o"]) == PAPER_LAYERS.get(env_id, 4)
+
+
+def test_rl_zoo3_train_and_enjoy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--seed", "0", "--eval-freq", "150",
+              "--eval-episodes", "1", "-params", "learning_starts:100"]  # fmt: skip
+    assert zoo_main(["train", "--algo", "sac_ofexi", "-conf", str(HYPERPARAMS / "sac_ofexi_prune_b.yml"),
+                     *common, "ofe_pretrain_steps:10"]) == 0  # fmt: skip
+    assert zoo_main(["train", "--algo", "sac", "-conf", str(HYPERPARAMS / "sac.yml"), *common]) == 0
+    saved = tmp_path / "logs" / "sac_ofexi" / "Pendulum-v1_1" / "Pendulum-v1.zip"
+    assert saved.exists() and (tmp_path / "logs" / "sac" / "Pendulum-v1_1" / "Pendulum-v1.zip").exists()
+    assert SAC_OFEXi.load(saved).preset == "prune-b"
+    for algo in ("sac_ofexi", "sac"):
+        assert zoo_main(["enjoy", "--algo", algo, "--env", "Pendulum-v1", "-f", "logs", "--no-render",
+                         "-n", "20", "--deterministic"]) == 0  # fmt: skip
+
+
+def test_zoo_usage_error():
+    assert zoo_main([]) == 2
+    assert zoo_main(["fly"]) == 2
+
+
+def test_compare_writes_a_report_and_report_rebuilds_it(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = cli_main(["compare", "--env", "Pendulum-v1", "--methods", "sac,ofe,prune-b", "--seeds", "1",
+                     "--timesteps", "1100", "--eval-freq", "550", "--eval-episodes", "1", "--jobs", "1",
+                     "--out", str(out)])  # fmt: skip
+    assert code == 0
+    report = (out / "report.md").read_text()
+    for method in ("sac", "ofe", "prune-b"):
+        assert sum(line.startswith(f"| {method} |") for line in report.splitlines()) == 3  # two tables + timing
+        assert (out / method / "seed0" / "model.zip").exists()
+        assert (out / method / "seed0" / "evaluations.npz").exists()
+    assert "| dR | tR |" in report
+    for png in (PNG_CURVES, PNG_UNITS, PNG_THETA):
+        assert (out / png).stat().st_size > 1000
+    numbers = json.loads((out / "report.json").read_text())
+    assert numbers["methods"]["ofe"]["dR"] == 1.0 and numbers["methods"]["ofe"]["tR"] == 1.0
+    assert "report:" in capsys.readouterr().out
+    (out / "report.md").unlink()
+    assert cli_main(["report", str(out)]) == 0
+    assert (out / "report.md").read_text() == report
+
+
+def test_cli_train_writes_model_evaluations_and_summary(tmp_path):
+    code = cli_main(["train", "--env", "Pendulum-v1", "--method", "ofe", "--timesteps", "1050", "--seed", "2",
+                     "--eval-episodes", "1", "--out", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert code == 0
+    run = tmp_path / "ofe" / "seed2"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["seed"] == 2 and summary["timesteps"] == 1050 and summary["params"]["deploy"] > 0
+    assert (run / "model.zip").exists() and (run / "evaluations.npz").exists()
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    assert cli_main(["compare", "--env", "Pendulum-v1", "--methods", "sac,ppo", "--out", str(tmp_path)]) == 2
+    assert "ppo" in capsys.readouterr().err
+    assert cli_main(["train", "--env", "CartPole-v1", "--method", "ofe", "--out", str(tmp_path)]) == 2
+    assert cli_main(["report", str(tmp_path / "nothing")]) == 2
