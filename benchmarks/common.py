@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,3 +63,12 @@ def interleaved_ratio(
 def report(name: str, ratio: float, goal: float | None, detail: str) -> None:
     verdict = "" if goal is None else ("  (goal <= %.2f: %s)" % (goal, "met" if ratio <= goal else "NOT met"))
     print(f"{name} = {ratio:.3f}{verdict}  -- {detail}")
+
+
+def script_main(measure: Callable[..., Any], doc: str | None) -> None:
+    """Command line of a single benchmark script: ``--quick`` and ``--device``."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help="small budgets for a CPU machine")
+    parser.add_argument("--device", default="cuda" if th.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    measure(args.quick, args.device)

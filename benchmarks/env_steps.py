@@ -5,11 +5,10 @@ Reported as the ratio of steps/s (> 1: SAC_OFEXi is faster), measured interleave
 
 from __future__ import annotations
 
-import argparse
 
 from stable_baselines3 import SAC
 
-from benchmarks.common import ENV, interleaved_ratio, report
+from benchmarks.common import ENV, interleaved_ratio, report, script_main
 from sb3_ofexi import SAC_OFEXi
 
 
@@ -32,11 +31,7 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    measure(args.quick, args.device)
+    script_main(measure, __doc__)
 
 
 if __name__ == "__main__":

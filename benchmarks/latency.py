@@ -5,18 +5,20 @@ P4: Prune-B (pruned) / OFE-Big (goal <= 0.25); P4_sac: Prune-B / stock SB3 SAC 2
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import tempfile
 import time
 
+from collections import Counter
+
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch as th
 from stable_baselines3 import SAC
 from torch import nn
 
-from benchmarks.common import ENV, report
+from benchmarks.common import ENV, report, script_main
 from benchmarks.train_step import prune_to
 from sb3_ofexi import SAC_OFEXi
 
@@ -58,6 +60,13 @@ def _latency_ratio(a: ort.InferenceSession, b: ort.InferenceSession, obs: np.nda
     return float(np.median(ratios))
 
 
+def _latency(session: ort.InferenceSession, obs: np.ndarray, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        session.run(None, {"obs": obs})
+    return (time.perf_counter() - start) / calls
+
+
 def measure(quick: bool = True, pruned: SAC_OFEXi | None = None) -> dict[str, float]:
     reps, calls = (7, 300) if quick else (15, 2000)
     if pruned is None:  # a prune-b model pruned to 15% of its units, as a stand-in
@@ -75,6 +84,10 @@ def measure(quick: bool = True, pruned: SAC_OFEXi | None = None) -> dict[str, fl
         sessions = {name: _session(path) for name, path in paths.items()}
         p4 = _latency_ratio(sessions["pruned"], sessions["big"], obs, reps, calls)
         p4_sac = _latency_ratio(sessions["pruned"], sessions["sac"], obs, reps, calls)
+        for name, path in paths.items():  # batch 1 is bound by per-node overhead: show the graphs
+            nodes = Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+            micros = _latency(sessions[name], obs, calls) * 1e6
+            print(f"  {name:6s}: {sum(nodes.values()):3d} ONNX nodes {dict(nodes)}, {micros:.1f} us per call")
     deploy = pruned.param_counts()["deploy"]
     report("P4", p4, 0.25, f"batch-1 onnxruntime latency, prune-b ({deploy:,} deploy params) / ofe-big "
            f"({big.param_counts()['deploy']:,})")  # fmt: skip
@@ -84,10 +97,7 @@ def measure(quick: bool = True, pruned: SAC_OFEXi | None = None) -> dict[str, fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    measure(args.quick)
+    script_main(lambda quick, device: measure(quick), __doc__)  # a CPU latency figure
 
 
 if __name__ == "__main__":

@@ -6,13 +6,12 @@ milliseconds per gradient step and shares.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch as th
 
-from benchmarks.common import BATCH, filled_model, set_phase, sync
+from benchmarks.common import BATCH, filled_model, script_main, set_phase, sync
 from sb3_ofexi.xi import xi_gates
 
 
@@ -68,11 +67,7 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    measure(args.quick, args.device)
+    script_main(measure, __doc__)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,10 @@ P2: after pruning (rounded, pruned) / an OFE model built directly at the pruned 
 
 from __future__ import annotations
 
-import argparse
 
 import torch as th
 
-from benchmarks.common import BATCH, filled_model, interleaved_ratio, report, set_phase
+from benchmarks.common import BATCH, filled_model, interleaved_ratio, report, script_main, set_phase
 from sb3_ofexi import SAC_OFEXi
 from sb3_ofexi.xi import xi_gates
 
@@ -57,11 +56,7 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    measure(args.quick, args.device)
+    script_main(measure, __doc__)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@ thetas learning from 5% of the budget, rounded at 50%, a prune every 50 steps.
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
 import numpy as np
 import torch as th
 
-from benchmarks.common import ENV, report
+from benchmarks.common import ENV, report, script_main
 from sb3_ofexi import SAC_OFEXi
 
 
@@ -46,11 +45,7 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    measure(args.quick, args.device)
+    script_main(measure, __doc__)
 
 
 if __name__ == "__main__":

@@ -49,18 +49,19 @@ def describe(model: SAC_OFEXi, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--env", default="Pendulum-v1")
-    parser.add_argument("--timesteps", type=int, default=6000)
+    parser.add_argument("--timesteps", type=int, default=10_000)
     parser.add_argument("--export", help="also export the deployment policy (.onnx or .pt)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     th.set_num_threads(1)
 
-    # Prune-B's regularisers at a CPU-friendly starting size; short runs need a larger
-    # theta learning rate than the paper's 3e-4 (see README, "Short runs").
+    # Prune-B's regularisers at a CPU-friendly starting size (as hyperparams/sac_ofexi_prune_b.yml's
+    # Pendulum-v1 entry); short runs need a larger theta learning rate than the paper's 3e-4
+    # (see README, "Short runs").
     model = SAC_OFEXi(
         "MlpPolicy", args.env, preset="prune-b", ofe_layers=4, ofe_units=32,
-        policy_kwargs=dict(net_arch=[128, 128]), theta_lr=0.01, learning_starts=1000,
-        prune_freq=250, seed=args.seed, device="cpu",
+        policy_kwargs=dict(net_arch=[128, 128]), learning_rate=1e-3, buffer_size=100_000,
+        theta_lr=3e-3, learning_starts=1000, prune_freq=250, seed=args.seed, device="cpu",
     )  # fmt: skip
     describe(model, f"SAC_OFEXi (prune-b) on {args.env}, before learn()")
     rate = StepRate()
@@ -68,6 +69,10 @@ def main() -> None:
     model.learn(args.timesteps, callback=rate)
     elapsed = time.perf_counter() - start
     describe(model, f"after {args.timesteps} steps ({elapsed:.0f} s)")
+    logged = model.logger.name_to_value
+    print(f"  theta schedule: phase '{model.xi_phase}' (frozen until {model.xi_start:.0%}, "
+          f"rounded at {model.xi_round:.0%} of the budget); mean theta when last logged: "
+          + ", ".join(f"{k.split('_')[-1]} {v:.2f}" for k, v in logged.items() if k.startswith("train/theta_mean")))
     mean, std = evaluate_policy(model, model.get_env(), n_eval_episodes=10, deterministic=True)
     print(f"  evaluation return (10 episodes, deterministic): {mean:.1f} +/- {std:.1f}")
     print("  env-steps/s per 500-step window (deploy params at the window's end):")
