@@ -478,7 +478,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
 
     def _log_train_stats(self, stats: dict[str, list[th.Tensor]]) -> None:
         """One host sync per train() call: everything is stacked and read at once."""
-        names, values = [], []
+        names: list[str] = []
+        values: list[th.Tensor | float] = []
         for key, tensors in stats.items():
             if tensors:
                 names.append(f"train/{key}")
@@ -499,11 +500,12 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
                 d_z_o, d_z_oa = self.policy.feature_widths()
                 names += ["train/complexity_ofe", "train/complexity_actor", "train/complexity_critic"]
                 values += [
-                    th.as_tensor(complexity.total, dtype=th.float32),
-                    th.as_tensor(self.actor.net.complexity(d_z_o), dtype=th.float32),
-                    th.as_tensor(sum(q.complexity(d_z_oa) for q in self.critic.q_networks), dtype=th.float32),
+                    complexity.total,
+                    self.actor.net.complexity(d_z_o),
+                    sum(q.complexity(d_z_oa) for q in self.critic.q_networks),
                 ]
-        for name, value in zip(names, th.stack([v.detach().float().cpu() for v in values]).tolist()):
+        stacked = th.stack([th.as_tensor(v, dtype=th.float32, device=self.device).detach() for v in values])
+        for name, value in zip(names, stacked.tolist()):  # the one host sync of train()
             self.logger.record(name, value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/xi_learning", float(self.xi_phase == "learning"))

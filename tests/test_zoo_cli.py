@@ -48,7 +48,7 @@ def test_rl_zoo3_train_and_enjoy(tmp_path, monkeypatch):
     common = ["--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--seed", "0", "--eval-freq", "150",
               "--eval-episodes", "1", "-params", "learning_starts:100"]  # fmt: skip
     assert zoo_main(["train", "--algo", "sac_ofexi", "-conf", str(HYPERPARAMS / "sac_ofexi_prune_b.yml"),
-                     *common, "ofe_pretrain_steps:10"]) == 0  # fmt: skip
+                     "--device", "cpu", "--progress", *common, "ofe_pretrain_steps:10"]) == 0  # fmt: skip
     assert zoo_main(["train", "--algo", "sac", "-conf", str(HYPERPARAMS / "sac.yml"), *common]) == 0
     saved = tmp_path / "logs" / "sac_ofexi" / "Pendulum-v1_1" / "Pendulum-v1.zip"
     assert saved.exists() and (tmp_path / "logs" / "sac" / "Pendulum-v1_1" / "Pendulum-v1.zip").exists()
