@@ -187,7 +187,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        if self.observation_space is not None and self.action_space is not None:
+        if self.observation_space is not None and self.action_space is not None:  # also on load()
             check_spaces(self.observation_space, self.action_space)
         # lambda/2 ||W||^2 of eqs. (33)/(34) as Adam's coupled weight decay on the W (and V) group
         for optimizer, lam in (
@@ -376,16 +376,17 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         loss.backward()
         optimizer.step()
         ofe.train(False)
-        for gate in xi_gates(ofe):
-            gate.project_()
+        if self.use_xi and self.xi_phase == "learning":  # thetas only move in this phase
+            for gate in xi_gates(ofe):
+                gate.project_()
         return pred_loss.detach()
 
-    def _rl_regulariser(self, net: nn.Module, nu: float, d_in: th.Tensor) -> th.Tensor | float:
+    def _rl_regulariser(self, net: nn.Module, nu: float, d_in: th.Tensor | None) -> th.Tensor | float:
         """nu_x C_x of eq. (34), OFE thetas as constants (in ``d_in``).
 
         The lambda_rl/2 ||W_x||^2 part of eq. (34) is the optimizer's weight decay.
         """
-        if self.use_xi and nu > 0 and self.xi_phase == "learning":
+        if d_in is not None and nu > 0:  # d_in is None outside the learning phase
             return nu * net.complexity(d_in)  # type: ignore[operator]
         return 0.0
 
@@ -406,6 +407,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
             k: [] for k in ("aux_loss", "ent_coef", "ent_coef_loss", "actor_loss", "critic_loss")
         }
         ofe, actor, critic = self.policy.ofe, self.actor, self.critic
+        regularise = self.use_xi and self.xi_phase == "learning"  # thetas learn: nu terms and projections
         for gradient_step in range(gradient_steps):
             stats["aux_loss"].append(self._ofe_update(batch_size))
 
@@ -417,7 +419,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
                 # OFENet in evaluation mode, obs and next_obs in one batch (Algorithm 1, lines 12-13)
                 z_o, next_z_o = ofe.features_o(th.cat([obs, next_obs])).chunk(2)
                 z_oa = ofe.features_oa(z_o, replay_data.actions)
-            d_z_o, d_z_oa = self.policy.feature_widths()
+            # widths of z_o / z_oa for C_x (eqs. 25, 26); only needed while the thetas learn
+            d_z_o, d_z_oa = self.policy.feature_widths() if regularise else (None, None)
 
             actions_pi, log_prob = actor.action_log_prob(z_o)
             log_prob = log_prob.reshape(-1, 1)
@@ -452,8 +455,9 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
             critic.optimizer.zero_grad()
             critic_loss.backward()  # type: ignore[union-attr]
             critic.optimizer.step()
-            for gate in xi_gates(critic):
-                gate.project_()
+            if regularise:
+                for gate in xi_gates(critic):
+                    gate.project_()
 
             # the actor loss differentiates through phi_oa and the critics w.r.t. the action only
             with _no_param_grad(ofe, critic):
@@ -467,8 +471,9 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
             actor.optimizer.zero_grad()
             actor_loss.backward()
             actor.optimizer.step()
-            for gate in xi_gates(actor):
-                gate.project_()
+            if regularise:
+                for gate in xi_gates(actor):
+                    gate.project_()
 
             if gradient_step % self.target_update_interval == 0:
                 polyak_update(critic.parameters(), self.critic_target.parameters(), self.tau)
