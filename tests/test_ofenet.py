@@ -79,3 +79,15 @@ def test_rl_features_come_from_ofenet_in_eval_mode():
     # a single observation predicts (BatchNorm in train mode would reject a batch of one)
     action, _ = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)
     assert action.shape == (1,)
+
+
+def test_policy_q_values_match_the_critic_on_ofe_features():
+    model = make_model()
+    obs = th.rand(5, 3) * 2 - 1
+    actions = th.rand(5, 1) * 2 - 1
+    policy = model.policy
+    policy.set_training_mode(False)
+    with th.no_grad():
+        expected = policy.critic(policy.ofe.features_oa(policy.ofe.features_o(obs), actions))
+        got = policy.q_values(obs, actions)
+    assert len(got) == 2 and all(th.equal(a, b) for a, b in zip(got, expected))
