@@ -224,6 +224,9 @@ class SACOFEXiPolicy(BasePolicy):
         self.theta_lr = theta_lr
         self.activation_fn = activation_fn
         self.n_critics = n_critics
+        #: theta phase whose requires_grad / gate flags these modules carry (flags are not
+        #: saved, so a freshly built or loaded policy starts at None and gets them applied)
+        self.xi_phase_applied: str | None = None
 
         obs_dim = get_flattened_obs_dim(observation_space)
         action_dim = int(spaces.flatdim(action_space))

@@ -278,7 +278,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         if not self._xi_rounded and self.xi_round < 1.0 and progress >= self.xi_round:
             self.round_thetas()
         phase = "rounded" if self._xi_rounded else ("learning" if progress >= self.xi_start else "frozen")
-        if phase != self.xi_phase or not self._theta_flags_set:
+        if phase != self.policy.xi_phase_applied:
             for gate in self._gates():
                 gate.theta.requires_grad_(phase == "learning")
             if phase == "rounded":
@@ -286,17 +286,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
                 self.prune()
                 for gate in [*self._gates(), *xi_gates(self.critic_target)]:
                     gate.active = False
-            self.xi_phase = phase
-            self._theta_flags_set = True
-
-    @property
-    def _theta_flags_set(self) -> bool:
-        # requires_grad flags are not saved: after load they must be applied again
-        return getattr(self.policy, "_theta_flags_set", False)
-
-    @_theta_flags_set.setter
-    def _theta_flags_set(self, value: bool) -> None:
-        self.policy._theta_flags_set = value  # type: ignore[assignment]
+            self.policy.xi_phase_applied = phase
+        self.xi_phase = phase
 
     def round_thetas(self) -> None:
         """Round every theta to 0/1 (and the critic targets' to their critic's) and freeze them."""

@@ -9,7 +9,7 @@ import yaml
 from sb3_ofexi import SAC_OFEXi
 from sb3_ofexi.cli import main as cli_main
 from sb3_ofexi.experiments import METHODS, load_hyperparams
-from sb3_ofexi.report import PNG_CURVES, PNG_THETA, PNG_UNITS, build_report
+from sb3_ofexi.report import PNG_CURVES, PNG_THETA, PNG_UNITS
 from sb3_ofexi.zoo import main as zoo_main
 
 HYPERPARAMS = pathlib.Path(__file__).resolve().parents[1] / "hyperparams"
