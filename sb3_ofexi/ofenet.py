@@ -12,6 +12,9 @@ from torch import nn
 from sb3_ofexi.surgery import Surgery, make_linear
 from sb3_ofexi.xi import XiGate
 
+#: accepted values of ``pred_loss=``: eq. (8) sums over the entries, the OFENet code averages
+PRED_LOSSES = ("sum", "mean")
+
 
 class XiDenseBlock(nn.Module):
     """One DenseNet block, eq. (10)/(11), in the order of the original OFENet code::
@@ -156,12 +159,21 @@ class OFEXiNet(nn.Module):
         """Predicted next observation f_pred(z_oa)."""
         return self.f_pred(self.features_oa(self.features_o(obs), actions))
 
-    def pred_loss(self, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
-        """L_pred of eq. (8): mean squared error of the predicted next observation.
+    def pred_loss(
+        self, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor, reduction: str = "sum"
+    ) -> th.Tensor:
+        """L_pred of eq. (8): squared error of the predicted next observation.
 
-        Averaged over batch and target entries, as the original OFENet code does.
+        :param reduction: ``"sum"``: eq. (8), the squared norm over the predicted entries,
+            averaged over the batch; ``"mean"``: averaged over the entries too, as the
+            original OFENet code does (``target_dim`` times smaller)
         """
-        return F.mse_loss(self(obs, actions), next_obs[:, : self.target_dim])
+        squared_error = (self(obs, actions) - next_obs[:, : self.target_dim]).pow(2)
+        if reduction == "sum":
+            return squared_error.sum(dim=1).mean()
+        if reduction == "mean":
+            return squared_error.mean()
+        raise ValueError(f"reduction={reduction!r} is invalid: accepted: {PRED_LOSSES}")
 
     def prune_(self, theta_tol: float, surgery: Surgery) -> tuple[th.Tensor, th.Tensor]:
         """Remove units with theta < theta_tol from phi_o and phi_oa and their consumers.

@@ -14,7 +14,7 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim, prepro
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_ofexi.complexity import OFEComplexity, mlp_complexity, ofe_complexity, theta_norm
+from sb3_ofexi.complexity import OFEComplexity, mlp_complexity, mlp_regulariser, ofe_complexity, theta_norm
 from sb3_ofexi.ofenet import OFEXiNet, XiDenseBlock
 from sb3_ofexi.surgery import Surgery, make_linear
 from sb3_ofexi.xi import XiGate, xi_gates
@@ -91,6 +91,10 @@ class XiMlp(nn.Module):
     def complexity(self, d_in: th.Tensor | float) -> th.Tensor | float:
         """C_x of eq. (31)."""
         return mlp_complexity(d_in, self.theta_norms(), self.out_features)
+
+    def regulariser(self, d_in: th.Tensor | float, mode: str) -> th.Tensor | float:
+        """C_x's theta-dependent part as ``mode`` differentiates it: ``"paper"`` (eq. 32) or ``"autograd"``."""
+        return mlp_regulariser(d_in, self.theta_norms(), self.out_features, mode)
 
     def unit_keep_masks(self, theta_tol: float) -> list[th.Tensor]:
         return [gate.keep_mask(theta_tol) for gate in self.gates]
@@ -342,7 +346,10 @@ class SACOFEXiPolicy(BasePolicy):
         surgery.feature_masks.update(z_o=keep_z_o, z_oa=keep_z_oa)
         self.actor.net.prune_(keep_z_o, self.actor.net.unit_keep_masks(theta_tol), surgery)
         for q_net, q_target in zip(self.critic.q_networks, self.critic_target.q_networks):
-            keep_units = q_net.unit_keep_masks(theta_tol)  # the target mirrors its critic
+            keep_units = q_net.unit_keep_masks(theta_tol)  # the target mirrors its critic ...
+            with th.no_grad():  # ... and carries its thetas (as every target update copies them)
+                for gate, gate_target in zip(q_net.gates, q_target.gates):
+                    gate_target.theta.copy_(gate.theta)
             q_net.prune_(keep_z_oa, keep_units, surgery)
             q_target.prune_(keep_z_oa, keep_units, surgery)
         if surgery.changed:

@@ -8,8 +8,12 @@ from typing import Any
 _SMALL = {"ofe_units": 32, "net_arch": [256, 256]}
 _BIG = {"ofe_units": 128, "net_arch": [512, 512]}
 _NO_REG = {"nu_ofe": 0.0, "nu_actor": 0.0, "nu_critic": 0.0, "lambda_ofe": 0.0, "lambda_rl": 0.0}
+# How nu*C becomes a theta-gradient and how L_pred is scaled: chosen by the calibration in
+# docs/CALIBRATION.md (python -m benchmarks.calibrate_ofe), the same for every preset so
+# that the OFE baselines train OFENet on the same loss as the pruning presets.
+_FIDELITY = {"regulariser": "paper", "pred_loss": "sum"}
 
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, Any]] = {name: {**_FIDELITY, **config} for name, config in {
     "ofe": {**_SMALL, **_NO_REG, "use_xi": False, "rho": 0.5},
     "ofe-big": {**_BIG, **_NO_REG, "use_xi": False, "rho": 0.5},
     # Table 2. nu_critic is the paper's nu_q (SB3's SAC has no V network, so nu_v is dropped).
@@ -19,7 +23,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "nu_actor": 1e-5, "nu_critic": 5e-4, "rho": 0.5},
     "prune-c": {**_BIG, "use_xi": True, "lambda_ofe": 1e-6, "lambda_rl": 1e-9, "nu_ofe": 3e-7,
                 "nu_actor": 2e-5, "nu_critic": 2.5e-3, "rho": 0.5},
-}  # fmt: skip
+}.items()}  # fmt: skip
 
 #: What ``SAC_OFEXi(...)`` uses when no preset is named: the method itself, Prune-B.
 DEFAULT_PRESET = "prune-b"

@@ -26,7 +26,9 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
+from sb3_ofexi.complexity import REGULARISERS
 from sb3_ofexi.export import DeployedPolicy, export_policy
+from sb3_ofexi.ofenet import PRED_LOSSES
 from sb3_ofexi.policies import MlpPolicy, SACOFEXiPolicy
 from sb3_ofexi.presets import get_preset
 from sb3_ofexi.pruning import PruningCallback
@@ -97,11 +99,18 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
     :param lambda_ofe: L2 weight of eq. (33)
     :param lambda_rl: L2 weight of eq. (34)
     :param rho: training/deployment trade-off of eq. (27), in [0, 1]
+    :param regulariser: how ``nu * C`` becomes a theta-gradient in eqs. (33)/(34):
+        ``"paper"`` (the per-layer coefficients of eqs. 28, 29, 32, held constant within a
+        step) or ``"autograd"`` (the exact gradient of C); default: the preset's
+        (docs/CALIBRATION.md)
+    :param pred_loss: L_pred of eq. (8): ``"sum"`` over the predicted entries (the paper) or
+        ``"mean"`` (the original OFENet code); default: the preset's
     :param theta_tol: units with theta below it are pruned (paper: 0.1)
     :param theta_lr: learning rate of the thetas (default: the network's learning rate)
-    :param xi_start: fraction of the learn() budget after which thetas learn (paper: 0.2)
-    :param xi_round: fraction after which every theta is rounded to 0/1 and frozen (paper: 0.8;
-        1.0 never rounds)
+    :param xi_start: thetas learn from here on: an int is env steps (paper: 200,000), a float
+        in [0, 1] a fraction of the learn() budget (default 0.2)
+    :param xi_round: every theta is rounded to 0/1 and frozen here: an int is env steps, a
+        float in [0, 1] a fraction of the budget (paper and default: 0.8; 1.0 never rounds)
     :param prune_freq: env steps between two prunes (0 disables pruning during learn())
     :param ofe_pretrain_steps: OFE updates before the first RL update
         (default: 1% of the learn() budget, at most 10,000 -- the paper's 10k at 1M steps)
@@ -127,10 +136,12 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         lambda_ofe: float | None = None,
         lambda_rl: float | None = None,
         rho: float | None = None,
+        regulariser: str | None = None,
+        pred_loss: str | None = None,
         theta_tol: float = 0.1,
         theta_lr: float | None = None,
-        xi_start: float = 0.2,
-        xi_round: float = 0.8,
+        xi_start: int | float = 0.2,
+        xi_round: int | float = 0.8,
         prune_freq: int = 1000,
         ofe_pretrain_steps: int | None = None,
         ofe_target_dim: int | None = None,
@@ -141,7 +152,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         config = get_preset(preset)
         given = dict(
             ofe_units=ofe_units, use_xi=use_xi, nu_ofe=nu_ofe, nu_actor=nu_actor, nu_critic=nu_critic,
-            lambda_ofe=lambda_ofe, lambda_rl=lambda_rl, rho=rho,
+            lambda_ofe=lambda_ofe, lambda_rl=lambda_rl, rho=rho, regulariser=regulariser, pred_loss=pred_loss,
         )  # fmt: skip
         config.update({k: v for k, v in given.items() if v is not None})
         _validate(config, ofe_layers, theta_tol, theta_lr, xi_start, xi_round, prune_freq, ofe_pretrain_steps)
@@ -171,10 +182,12 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         self.lambda_ofe = float(config["lambda_ofe"])
         self.lambda_rl = float(config["lambda_rl"])
         self.rho = float(config["rho"])
+        self.regulariser = str(config["regulariser"])
+        self.pred_loss = str(config["pred_loss"])
         self.theta_tol = theta_tol
         self.theta_lr = theta_lr
-        self.xi_start = xi_start
-        self.xi_round = xi_round
+        self.xi_start = _schedule_value(xi_start)
+        self.xi_round = _schedule_value(xi_round)
         self.prune_freq = prune_freq
         self.ofe_pretrain_steps = ofe_pretrain_steps
         # schedule state (saved with the model)
@@ -216,9 +229,14 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         *args: Any,
         **kwargs: Any,
     ) -> SelfSAC_OFEXi:
-        """SB3's ``load``; a truncated or corrupted file gives a ValueError that says so."""
+        """SB3's ``load``; a truncated or corrupted file gives a ValueError that says so.
+
+        A file saved before ``regulariser`` / ``pred_loss`` existed (0.1.0) keeps the behaviour it
+        was trained with (``"autograd"`` / ``"mean"``) instead of taking today's defaults.
+        """
+        saved_keys = _saved_data_keys(path)
         try:
-            return super().load(path, *args, **kwargs)
+            model = super().load(path, *args, **kwargs)
         except FileNotFoundError:
             raise
         except Exception as error:  # zip, JSON, pickle and torch errors all mean: unreadable file
@@ -226,6 +244,11 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
                 f"Could not load a SAC_OFEXi model from {path!r}: the file is truncated, corrupted or not "
                 f"a model saved by SAC_OFEXi.save() ({type(error).__name__}: {error})"
             ) from error
+        if saved_keys is not None:
+            for key, value in LEGACY_SETTINGS.items():
+                if key not in saved_keys:
+                    setattr(model, key, value)
+        return model
 
     # --- bad data from the environment ------------------------------------------------------
     def _sample_action(
@@ -270,14 +293,31 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
     def _gates(self) -> list[XiGate]:
         return [*xi_gates(self.policy.ofe), *xi_gates(self.actor), *xi_gates(self.critic)]
 
+    def _reached(self, point: int | float) -> bool:
+        """Whether the schedule point (env steps if int, fraction of the budget if float) is reached."""
+        if isinstance(point, float):
+            return 1.0 - self._current_progress_remaining >= point
+        return self.num_timesteps >= point
+
+    def schedule_steps(self, total_timesteps: int | None = None) -> tuple[float, float]:
+        """``(xi_start, xi_round)`` in env steps for a learn() budget (default: the current one);
+        ``inf`` where the thetas are never rounded."""
+        total = self._total_timesteps if total_timesteps is None else total_timesteps
+
+        def steps(point: int | float) -> float:
+            return point * total if isinstance(point, float) else float(point)
+
+        never = isinstance(self.xi_round, float) and self.xi_round >= 1.0
+        return steps(self.xi_start), float("inf") if never else steps(self.xi_round)
+
     def _update_xi_phase(self) -> None:
         """Frozen at 1 until ``xi_start``, learning until ``xi_round``, then rounded and frozen."""
         if not self.use_xi:
             return
-        progress = 1.0 - self._current_progress_remaining
-        if not self._xi_rounded and self.xi_round < 1.0 and progress >= self.xi_round:
+        never_round = isinstance(self.xi_round, float) and self.xi_round >= 1.0
+        if not self._xi_rounded and not never_round and self._reached(self.xi_round):
             self.round_thetas()
-        phase = "rounded" if self._xi_rounded else ("learning" if progress >= self.xi_start else "frozen")
+        phase = "rounded" if self._xi_rounded else ("learning" if self._reached(self.xi_start) else "frozen")
         if phase != self.policy.xi_phase_applied:
             for gate in self._gates():
                 gate.theta.requires_grad_(phase == "learning")
@@ -309,6 +349,19 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         if surgery.changed:
             self.policy_kwargs.update(self.policy.architecture_kwargs())
         return surgery.changed
+
+    def _setup_learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> tuple[int, BaseCallback]:
+        total, callback = super()._setup_learn(total_timesteps, *args, **kwargs)
+        if self.use_xi:
+            start, round_at = self.schedule_steps(self._total_timesteps)
+            if start >= round_at:
+                raise ValueError(
+                    f"xi_start={self.xi_start!r} ({start:,.0f} env steps) must come before "
+                    f"xi_round={self.xi_round!r} ({round_at:,.0f} env steps) for a learn() budget of "
+                    f"{self._total_timesteps:,} steps: thetas learn between the two (an int is env steps, "
+                    "a float in [0, 1] a fraction of the budget)"
+                )
+        return total, callback
 
     def learn(
         self: SelfSAC_OFEXi,
@@ -359,10 +412,10 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         ofe.train(True)
         obs = self.policy.obs_to_features_input(data.observations)
         next_obs = self.policy.obs_to_features_input(data.next_observations)
-        pred_loss = ofe.pred_loss(obs, data.actions, next_obs)
+        pred_loss = ofe.pred_loss(obs, data.actions, next_obs, reduction=self.pred_loss)
         loss = pred_loss  # + lambda_ofe/2 ||M_OFE||^2: the optimizer's weight decay
         if self.use_xi and self.nu_ofe > 0 and self.xi_phase == "learning":
-            loss = loss + self.nu_ofe * self.policy.ofe_complexity(self.rho).total
+            loss = loss + self.nu_ofe * self.policy.ofe_complexity(self.rho).regulariser(self.regulariser)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -378,7 +431,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         The lambda_rl/2 ||W_x||^2 part of eq. (34) is the optimizer's weight decay.
         """
         if d_in is not None and nu > 0:  # d_in is None outside the learning phase
-            return nu * net.complexity(d_in)  # type: ignore[operator]
+            return nu * net.regulariser(d_in, self.regulariser)  # type: ignore[operator]
         return 0.0
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
@@ -467,10 +520,29 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
                     gate.project_()
 
             if gradient_step % self.target_update_interval == 0:
-                polyak_update(critic.parameters(), self.critic_target.parameters(), self.tau)
+                self._update_critic_target()
 
         self._n_updates += gradient_steps
         self._log_train_stats(stats)
+
+    def _update_critic_target(self) -> None:
+        """Polyak-average the critic weights into the targets; copy the thetas.
+
+        A target's thetas are its critic's (not an average of them), so a prune, which removes
+        the target's units with its critic's mask, never changes what the target computes.
+        """
+        weights, target_weights, thetas, target_thetas = [], [], [], []
+        for (name, param), target in zip(self.critic.named_parameters(), self.critic_target.parameters()):
+            if name.endswith("theta"):
+                thetas.append(param.data)
+                target_thetas.append(target.data)
+            else:
+                weights.append(param)
+                target_weights.append(target)
+        polyak_update(weights, target_weights, self.tau)
+        with th.no_grad():
+            for target, theta in zip(target_thetas, thetas):
+                target.copy_(theta)
 
     def _log_train_stats(self, stats: dict[str, list[th.Tensor]]) -> None:
         """One host sync per train() call: everything is stacked and read at once."""
@@ -523,12 +595,15 @@ def _validate(
     ofe_layers: int,
     theta_tol: float,
     theta_lr: float | None,
-    xi_start: float,
-    xi_round: float,
+    xi_start: int | float,
+    xi_round: int | float,
     prune_freq: int,
     ofe_pretrain_steps: int | None,
 ) -> None:
     """Construction-time checks: a ValueError naming the value and what is accepted."""
+    for key, accepted in (("regulariser", REGULARISERS), ("pred_loss", PRED_LOSSES)):
+        if config[key] not in accepted:
+            raise ValueError(f"{key}={config[key]!r} is invalid: accepted: {', '.join(map(repr, accepted))}")
     for key in ("nu_ofe", "nu_actor", "nu_critic", "lambda_ofe", "lambda_rl"):
         value = config[key]
         if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
@@ -540,12 +615,13 @@ def _validate(
         raise ValueError(f"theta_tol={theta_tol!r} is invalid: accepted: a number in (0, 1)")
     if theta_lr is not None and (not isinstance(theta_lr, (int, float)) or not theta_lr > 0):
         raise ValueError(f"theta_lr={theta_lr!r} is invalid: accepted: a number > 0, or None")
-    if not 0.0 <= xi_start <= 1.0 or not 0.0 <= xi_round <= 1.0:
-        raise ValueError(f"xi_start={xi_start!r}, xi_round={xi_round!r}: accepted: fractions in [0, 1]")
-    if xi_start >= xi_round:
+    for name, value in (("xi_start", xi_start), ("xi_round", xi_round)):
+        _schedule_value(value, name)
+    start, round_at = _schedule_value(xi_start), _schedule_value(xi_round)
+    if type(start) is type(round_at) and start >= round_at:  # mixed int/float: checked in learn()
         raise ValueError(
             f"xi_start={xi_start!r} must be smaller than xi_round={xi_round!r} "
-            "(fractions of the learn() budget: thetas learn between the two)"
+            "(thetas learn between the two; an int is env steps, a float in [0, 1] a fraction of the budget)"
         )
     if not isinstance(ofe_layers, int) or ofe_layers < 0:
         raise ValueError(f"ofe_layers={ofe_layers!r} is invalid: accepted: an int >= 0")
@@ -561,3 +637,50 @@ def _validate(
         raise ValueError(f"prune_freq={prune_freq!r} is invalid: accepted: an int >= 0 (0 disables pruning)")
     if ofe_pretrain_steps is not None and (not isinstance(ofe_pretrain_steps, int) or ofe_pretrain_steps < 0):
         raise ValueError(f"ofe_pretrain_steps={ofe_pretrain_steps!r} is invalid: accepted: an int >= 0, or None")
+
+
+def _schedule_value(value: Any, name: str = "xi_start/xi_round") -> int | float:
+    """An int (env steps, >= 0) or a float in [0, 1] (fraction of the learn() budget)."""
+    if isinstance(value, (bool, np.bool_)):
+        pass
+    elif isinstance(value, (int, np.integer)) and value >= 0:
+        return int(value)
+    elif isinstance(value, (float, np.floating)) and 0.0 <= value <= 1.0:
+        return float(value)
+    hint = ""
+    if isinstance(value, (float, np.floating)) and value > 1.0 and float(value).is_integer():
+        hint = f" (for {int(value):,} env steps write the int {int(value)}; in YAML, without !!float)"
+    raise ValueError(
+        f"{name}={value!r} is invalid: accepted: an int >= 0 (env steps) or a float in [0, 1] "
+        f"(fraction of the learn() budget){hint}"
+    )
+
+
+#: what files saved before these settings existed (0.1.0) were trained with
+LEGACY_SETTINGS: dict[str, Any] = {"regulariser": "autograd", "pred_loss": "mean"}
+
+
+def _saved_data_keys(path: str | pathlib.Path | io.BufferedIOBase) -> set[str] | None:
+    """Top-level keys of the ``data`` entry of a saved model, or None if it cannot be read here
+    (SB3's load then reports what is wrong with the file)."""
+    import json
+    import zipfile
+
+    if isinstance(path, (str, pathlib.Path)):
+        candidate = pathlib.Path(path)
+        if not candidate.exists():  # SB3 also tries the name with ".zip" appended
+            candidate = pathlib.Path(f"{path}.zip")
+        source: Any = candidate
+    else:
+        source = path
+    position = None
+    try:
+        position = source.tell() if hasattr(source, "tell") else None
+        with zipfile.ZipFile(source) as archive:
+            keys = set(json.loads(archive.read("data")))
+        return keys
+    except Exception:
+        return None
+    finally:
+        if position is not None:
+            source.seek(position)
