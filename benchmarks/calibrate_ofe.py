@@ -10,11 +10,12 @@ run in progress checkpoints every ``--checkpoint-every`` updates and continues f
 
     python -m benchmarks.calibrate_ofe collect --out runs/calibration        # Hopper-v5 buffer
     python -m benchmarks.calibrate_ofe run --out runs/calibration --jobs 2   # the grid below
-    python -m benchmarks.calibrate_ofe table --out runs/calibration          # Markdown table
+    python -m benchmarks.calibrate_ofe table                                 # Markdown table
 
 What one run does (``--updates`` thetas-learning updates, default 30,000):
-  * ``--warmup`` OFE updates (default 5,000) with thetas frozen at 1 (the paper fixes the
-    thetas for its first 200k steps, so OFENet is trained before they move),
+  * it starts from a warm-up of ``--warmup`` OFE updates (default 5,000, one per seed, shared
+    by every combination) with thetas frozen at 1 (the paper fixes the thetas for its first
+    200k steps, so OFENet is trained before they move),
   * then thetas learn at the paper's rate 3e-4 (Adam, projected into [0, 1]) under
     L_pred + lambda_OFE/2 ||M||^2 + nu_OFE * C_OFE, with a prune (theta < 0.1) every
     1,000 updates, as Algorithm 1 part IV does during training,
@@ -39,6 +40,7 @@ import numpy as np
 
 ENV = "Hopper-v5"
 BUFFER = "hopper_buffer.npz"
+RESULTS = "docs/calibration"  # small per-run JSON files, committed with docs/CALIBRATION.md
 THETA_LR = 3e-4  # paper, section 5 (eta_OFE; thetas share the OFE optimizer)
 PRUNE_EVERY = 1000
 THETA_TOL = 0.1
@@ -108,114 +110,155 @@ def run_name(spec: dict[str, Any]) -> str:
     return f"{spec['preset']}_{spec['regulariser']}_{spec['pred_loss']}_seed{spec['seed']}"
 
 
-def calibration_run(spec: dict[str, Any], out: str, warmup: int, updates: int, checkpoint_every: int) -> dict:
-    """Train OFEXiNet alone on the saved buffer; resumable from ``NAME.ckpt``."""
+def _make_ofe(d_o: int, d_a: int, units_o: list[int], units_oa: list[int]):
+    from sb3_ofexi.ofenet import OFEXiNet
+
+    return OFEXiNet(d_o, d_a, list(units_o), list(units_oa), use_xi=True)
+
+
+def _make_optimizer(ofe, lambda_ofe: float):
+    """Adam as SAC_OFEXi builds it for OFEXiNet: L2 as weight decay on W and V, thetas at THETA_LR."""
     import torch as th
 
-    from sb3_ofexi.ofenet import OFEXiNet
+    decay = [m.weight for m in ofe.modules() if isinstance(m, th.nn.Linear)]
+    decay += [b.v for b in [*ofe.phi_o.blocks, *ofe.phi_oa.blocks]]
+    ids = {id(p) for p in decay}
+    thetas = [g.theta for g in ofe.phi_o.gates + ofe.phi_oa.gates]
+    others = [p for n, p in ofe.named_parameters() if not n.endswith("theta") and id(p) not in ids]
+    return th.optim.Adam([
+        {"params": decay, "weight_decay": lambda_ofe},
+        {"params": others, "weight_decay": 0.0},
+        {"params": thetas, "lr": THETA_LR, "weight_decay": 0.0},
+    ], lr=3e-4)  # fmt: skip
+
+
+def _load_buffer(out_dir: pathlib.Path):
+    import torch as th
+
+    data = np.load(out_dir / BUFFER)
+    return (th.as_tensor(data["observations"]), th.as_tensor(data["actions"]),
+            th.as_tensor(data["next_observations"]))  # fmt: skip
+
+
+def _save_atomic(obj: Any, path: pathlib.Path) -> None:
+    import torch as th
+
+    tmp = path.with_suffix(".tmp")
+    th.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def warmup_run(seed: int, out: str, warmup: int) -> str:
+    """OFENet trained with thetas frozen at 1 (shared by every combination of one seed).
+
+    L_pred as eq. (8) (``sum``); Adam is invariant to the loss scale, so the ``mean`` runs would
+    reach the same weights (up to Adam's epsilon); lambda_OFE is prune-b's 1e-6.
+    """
+    import torch as th
+
+    th.set_num_threads(1)
+    out_dir = pathlib.Path(out)
+    path = out_dir / f"warmup_seed{seed}_{warmup}.pt"
+    if path.exists():
+        return str(path)
+    obs, actions, next_obs = _load_buffer(out_dir)
+    th.manual_seed(seed)
+    ofe = _make_ofe(obs.shape[1], actions.shape[1], [128] * 6, [128] * 6)
+    for gate in ofe.phi_o.gates + ofe.phi_oa.gates:
+        gate.theta.requires_grad_(False)
+    optimizer = _make_optimizer(ofe, 1e-6)
+    generator = th.Generator().manual_seed(1000 + seed)
+    ofe.train(True)
+    for _ in range(warmup):
+        index = th.randint(0, len(obs), (256,), generator=generator)
+        loss = ofe.pred_loss(obs[index], actions[index], next_obs[index], reduction="sum")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    _save_atomic({"ofe": ofe.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                  "torch_rng": th.get_rng_state()}, path)  # fmt: skip
+    return str(path)
+
+
+def calibration_run(spec: dict[str, Any], out: str, results: str, warmup: int, updates: int,
+                    checkpoint_every: int) -> dict:
+    """From the seed's warm-up, thetas learn for ``updates`` OFE updates; resumable from ``NAME.ckpt``."""
+    import torch as th
+
     from sb3_ofexi.presets import get_preset
     from sb3_ofexi.surgery import Surgery
 
     th.set_num_threads(1)
     out_dir = pathlib.Path(out)
     name = run_name(spec)
-    result_path = out_dir / f"{name}.json"
+    result_path = pathlib.Path(results) / f"{name}.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
-    data = np.load(out_dir / BUFFER)
-    obs = th.as_tensor(data["observations"])
-    actions = th.as_tensor(data["actions"])
-    next_obs = th.as_tensor(data["next_observations"])
-    preset = get_preset(spec["preset"])
-    units, layers = int(preset["ofe_units"]), 6
+    obs, actions, next_obs = _load_buffer(out_dir)
     d_o, d_a = obs.shape[1], actions.shape[1]
+    preset = get_preset(spec["preset"])
     rl_width = float(preset["net_arch"][0])  # first hidden layer of actor and critics (thetas at 1)
-
-    th.manual_seed(spec["seed"])
-    ofe = OFEXiNet(d_o, d_a, [units] * layers, [units] * layers, use_xi=True)
-
-    def make_optimizer() -> th.optim.Optimizer:
-        decay = [m.weight for m in ofe.modules() if isinstance(m, th.nn.Linear)] + [b.v for b in ofe.phi_o.blocks] + [
-            b.v for b in ofe.phi_oa.blocks
-        ]
-        ids = {id(p) for p in decay}
-        thetas = [g.theta for g in ofe.phi_o.gates + ofe.phi_oa.gates]
-        others = [p for n, p in ofe.named_parameters() if not n.endswith("theta") and id(p) not in ids]
-        return th.optim.Adam([
-            {"params": decay, "weight_decay": preset["lambda_ofe"]},
-            {"params": others},
-            {"params": thetas, "lr": THETA_LR},
-        ], lr=3e-4)  # fmt: skip
-
-    optimizer = make_optimizer()
-    generator = th.Generator().manual_seed(1000 + spec["seed"])
-    step, history = 0, []
     ckpt = out_dir / f"{name}.ckpt"
-    if ckpt.exists():
-        state = th.load(ckpt, weights_only=False)
-        ofe = OFEXiNet(d_o, d_a, state["units_o"], state["units_oa"], use_xi=True)
-        ofe.load_state_dict(state["ofe"])
-        optimizer = make_optimizer()
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        th.set_rng_state(state["torch_rng"])
-        step, history = state["step"], state["history"]
+    resumed = ckpt.exists()
+    state = th.load(ckpt if resumed else warmup_run(spec["seed"], out, warmup), weights_only=False)
+    units_o, units_oa = state.get("units_o", [128] * 6), state.get("units_oa", [128] * 6)
+    ofe = _make_ofe(d_o, d_a, units_o, units_oa)
+    ofe.load_state_dict(state["ofe"])
+    optimizer = _make_optimizer(ofe, preset["lambda_ofe"])
+    optimizer.load_state_dict(state["optimizer"])
+    optimizer.param_groups[0]["weight_decay"] = preset["lambda_ofe"]  # the warm-up used prune-b's
+    generator = th.Generator()
+    generator.set_state(state["generator"])
+    th.set_rng_state(state["torch_rng"])
+    step, history = state.get("step", 0), state.get("history", [])
     start = time.perf_counter()
-    total = warmup + updates
-    while step < total:
-        learning = step >= warmup
-        for gate in ofe.phi_o.gates + ofe.phi_oa.gates:
-            gate.theta.requires_grad_(learning)
+    ofe.train(True)
+    while step < updates:
         index = th.randint(0, len(obs), (256,), generator=generator)
-        ofe.train(True)
         pred = ofe.pred_loss(obs[index], actions[index], next_obs[index], reduction=spec["pred_loss"])
-        loss = pred
-        if learning:
-            complexity = ofe_complexity_args(ofe, rl_width, preset["rho"])
-            loss = loss + preset["nu_ofe"] * complexity.regulariser(spec["regulariser"])
+        complexity = ofe_complexity_args(ofe, rl_width, preset["rho"])
+        loss = pred + preset["nu_ofe"] * complexity.regulariser(spec["regulariser"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if learning:
-            for gate in ofe.phi_o.gates + ofe.phi_oa.gates:
-                gate.project_()
+        for gate in ofe.phi_o.gates + ofe.phi_oa.gates:
+            gate.project_()
         step += 1
-        if learning and (step - warmup) % PRUNE_EVERY == 0:
+        if step % PRUNE_EVERY == 0:  # Algorithm 1, part IV
             surgery = Surgery()
             ofe.prune_(THETA_TOL, surgery)
             if surgery.changed:
                 surgery.slice_optimizer_(optimizer)
-        if step % 1000 == 0:
             with th.no_grad():
-                history.append({"step": step, "pred_loss_mean": float(pred) / (d_o if spec["pred_loss"] == "sum" else 1),
-                                "units_o": ofe.phi_o.units, "units_oa": ofe.phi_oa.units,
-                                "theta_o": [float(g.theta.mean()) if g.n_units else None for g in ofe.phi_o.gates],
-                                "theta_oa": [float(g.theta.mean()) if g.n_units else None for g in ofe.phi_oa.gates]})  # fmt: skip
-        if step % checkpoint_every == 0 and step < total:
-            tmp = ckpt.with_suffix(".tmp")
-            th.save({"ofe": ofe.state_dict(), "optimizer": optimizer.state_dict(), "units_o": ofe.phi_o.units,
-                     "units_oa": ofe.phi_oa.units, "generator": generator.get_state(),
-                     "torch_rng": th.get_rng_state(), "step": step, "history": history}, tmp)  # fmt: skip
-            os.replace(tmp, ckpt)
+                history.append({
+                    "step": step, "pred_loss_per_entry": float(pred) / (d_o if spec["pred_loss"] == "sum" else 1),
+                    "units_o": ofe.phi_o.units, "units_oa": ofe.phi_oa.units,
+                    "theta_o": [round(float(g.theta.mean()), 4) if g.n_units else None for g in ofe.phi_o.gates],
+                    "theta_oa": [round(float(g.theta.mean()), 4) if g.n_units else None for g in ofe.phi_oa.gates],
+                })  # fmt: skip
+        if step % checkpoint_every == 0 and step < updates:
+            _save_atomic({"ofe": ofe.state_dict(), "optimizer": optimizer.state_dict(), "units_o": ofe.phi_o.units,
+                          "units_oa": ofe.phi_oa.units, "generator": generator.get_state(),
+                          "torch_rng": th.get_rng_state(), "step": step, "history": history}, ckpt)  # fmt: skip
     # the paper's last phase: round every theta to 0/1, then remove the zeros
-    surviving_before_round = {"phi_o": ofe.phi_o.units, "phi_oa": ofe.phi_oa.units}
+    before_round = {"phi_o": ofe.phi_o.units, "phi_oa": ofe.phi_oa.units}
+    undecided = sum(int(((g.theta > THETA_TOL) & (g.theta < 0.9)).sum()) for g in ofe.phi_o.gates + ofe.phi_oa.gates)
     for gate in ofe.phi_o.gates + ofe.phi_oa.gates:
         gate.round_()
-    surgery = Surgery()
-    ofe.prune_(THETA_TOL, surgery)
+    ofe.prune_(THETA_TOL, Surgery())
     with th.no_grad():
         ofe.train(False)
-        index = th.randint(0, len(obs), (4096,), generator=generator)
+        index = th.randint(0, len(obs), (4096,), generator=th.Generator().manual_seed(7))
         eval_mse = float(ofe.pred_loss(obs[index], actions[index], next_obs[index], reduction="mean"))
     result = {
         **spec, "warmup": warmup, "updates": updates, "theta_lr": THETA_LR, "rl_first_width": rl_width,
-        "units_o": ofe.phi_o.units, "units_oa": ofe.phi_oa.units,
-        "units_before_round": surviving_before_round,
-        "sum_o": sum(ofe.phi_o.units), "sum_oa": sum(ofe.phi_oa.units),
+        "units_o": ofe.phi_o.units, "units_oa": ofe.phi_oa.units, "units_before_round": before_round,
+        "undecided_before_round": undecided, "sum_o": sum(ofe.phi_o.units), "sum_oa": sum(ofe.phi_oa.units),
         "phi_o_params": sum(p.numel() for n, p in ofe.phi_o.named_parameters() if not n.endswith("theta")),
-        "eval_mse_after_round": eval_mse, "history": history,
-        "seconds_this_sitting": time.perf_counter() - start,
+        "eval_mse_per_entry_after_round": eval_mse, "history": history, "resumed": resumed,
+        "seconds_last_sitting": time.perf_counter() - start,
     }  # fmt: skip
+    result_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, result_path)
@@ -239,25 +282,30 @@ def ofe_complexity_args(ofe, rl_width: float, rho: float):
 
 def run_grid(args: argparse.Namespace) -> None:
     specs = grid(args.combos.split(","), args.presets.split(","), args.seeds)
-    todo = [s for s in specs if not (pathlib.Path(args.out) / f"{run_name(s)}.json").exists()]
+    todo = [s for s in specs if not (pathlib.Path(args.results) / f"{run_name(s)}.json").exists()]
     print(f"{len(specs)} runs, {len(specs) - len(todo)} done, {len(todo)} to do, {args.jobs} at a time", flush=True)
-    call = (args.out, args.warmup, args.updates, args.checkpoint_every)
+    call = (args.out, args.results, args.warmup, args.updates, args.checkpoint_every)
+    # specs of one seed after another, so an interrupted grid has every combination's first seeds
+    todo.sort(key=lambda s: (s["preset"] != "prune-b", s["seed"]))
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        seeds = sorted({s["seed"] for s in todo})
+        for future in as_completed([pool.submit(warmup_run, seed, args.out, args.warmup) for seed in seeds]):
+            print(f"warm-up ready: {future.result()}", flush=True)
         futures = {pool.submit(calibration_run, spec, *call): spec for spec in todo}
         for future in as_completed(futures):
             spec = futures[future]
             try:
                 r = future.result()
                 print(f"done {run_name(spec)}: phi_o {r['units_o']} phi_oa {r['units_oa']} "
-                      f"({r['seconds_this_sitting']:.0f} s)", flush=True)  # fmt: skip
+                      f"({r['seconds_last_sitting']:.0f} s)", flush=True)  # fmt: skip
             except Exception:  # one failing run must not stop the others
                 print(f"FAILED {run_name(spec)}:\n{traceback.format_exc()}", flush=True)
 
 
 def table(args: argparse.Namespace) -> str:
-    results = [json.loads(p.read_text()) for p in sorted(pathlib.Path(args.out).glob("prune-*.json"))]
+    results = [json.loads(p.read_text()) for p in sorted(pathlib.Path(args.results).glob("prune-*.json"))]
     if not results:
-        raise SystemExit(f"no results in {args.out}")
+        raise SystemExit(f"no results in {args.results}")
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in results:
         groups.setdefault((r["preset"], r["regulariser"], r["pred_loss"]), []).append(r)
@@ -275,7 +323,7 @@ def table(args: argparse.Namespace) -> str:
             f"| {preset} | {reg} | {pred} | {len(group)} | {' '.join(f'{x:.0f}' for x in o)} | "
             f"{np.mean(so):.0f} ± {np.std(so):.0f} | {' '.join(f'{x:.0f}' for x in oa)} | "
             f"{np.mean(soa):.0f} ± {np.std(soa):.0f} | {np.mean([g['phi_o_params'] for g in group]) / 1e3:.1f}k | "
-            f"{np.mean([g['eval_mse_after_round'] for g in group]):.4f} |"
+            f"{np.mean([g['eval_mse_per_entry_after_round'] for g in group]):.4f} |"
         )
     text = "\n".join(lines)
     print(text)
@@ -291,7 +339,8 @@ def main() -> None:
     c.add_argument("--random-steps", type=int, default=50_000)
     c.add_argument("--seed", type=int, default=0)
     r = commands.add_parser("run", help="the calibration grid (skips finished runs, resumes unfinished ones)")
-    r.add_argument("--out", default="runs/calibration")
+    r.add_argument("--out", default="runs/calibration", help="buffer, warm-ups and checkpoints (large)")
+    r.add_argument("--results", default=RESULTS, help="one small JSON per finished run (committed)")
     r.add_argument("--combos", default="paper/sum,paper/mean,autograd/sum,autograd/mean",
                    help="regulariser/pred_loss pairs")  # fmt: skip
     r.add_argument("--presets", default="prune-b")
@@ -301,7 +350,7 @@ def main() -> None:
     r.add_argument("--checkpoint-every", type=int, default=2_000)
     r.add_argument("--jobs", type=int, default=2)
     t = commands.add_parser("table", help="print the Markdown table of finished runs")
-    t.add_argument("--out", default="runs/calibration")
+    t.add_argument("--results", default=RESULTS)
     args = parser.parse_args()
     if args.command == "collect":
         collect(pathlib.Path(args.out), args.sac_steps, args.random_steps, args.seed)

@@ -11,8 +11,10 @@ import time
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", required=True, help="Gymnasium id, e.g. Pendulum-v1 or Hopper-v5")
     parser.add_argument("--timesteps", type=int, help="env steps per run (default: the YAML's n_timesteps)")
-    parser.add_argument("--eval-freq", type=int, help="evaluate every N env steps (default: timesteps / 20)")
-    parser.add_argument("--eval-episodes", type=int, default=5, help="deterministic episodes per evaluation")
+    parser.add_argument("--eval-freq", type=int,
+                        help="evaluate every N env steps (default: 10,000 as in the paper, or timesteps / 20 if less)")
+    parser.add_argument("--eval-episodes", type=int, default=10,
+                        help="deterministic episodes per evaluation (default: 10)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (default: the repository's hyperparams/)")
     parser.add_argument("--out", required=True, help="output folder")

@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
-from sb3_ofexi.policies import count_params
+from sb3_ofexi.policies import count_params, mlp_param_count
 from sb3_ofexi.sac_ofexi import SAC_OFEXi
 from sb3_ofexi.xi import xi_gates
 
@@ -41,6 +41,15 @@ METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
 #: rl-zoo3 keys that change the environment rather than the algorithm
 _ENV_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
 SCORE_WINDOW = 0.2  # score = best evaluation in the last 20% of training (paper, Table 3)
+#: the paper evaluates every 10k env steps (section 5, Fig. 3; SPEC section 8)
+EVAL_FREQ = 10_000
+#: deterministic episodes per evaluation: the paper does not state it; 10
+EVAL_EPISODES = 10
+
+
+def default_eval_freq(timesteps: int) -> int:
+    """Every 10,000 env steps (the paper), or T/20 when that is less (short runs keep 20 evaluations)."""
+    return max(1, min(EVAL_FREQ, timesteps // 20))
 
 
 def default_hyperparams_dir() -> pathlib.Path:
@@ -74,12 +83,39 @@ def load_hyperparams(method: str, env_id: str, hyperparams_dir: str | pathlib.Pa
     return hyperparams
 
 
+def scale_schedule(hyperparams: dict[str, Any], timesteps: int) -> None:
+    """Drop ``n_timesteps``; when the run's budget differs from it, scale an absolute (int)
+    ``xi_start`` / ``xi_round`` with the budget, so a shortened paper entry keeps the paper's
+    proportions (200k of 1M stays 20%) instead of never reaching the learning phase."""
+    n_timesteps = hyperparams.pop("n_timesteps", None)
+    if not n_timesteps or int(n_timesteps) == timesteps:
+        return
+    for key in ("xi_start", "xi_round"):
+        value = hyperparams.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            hyperparams[key] = round(value * timesteps / float(n_timesteps))
+            print(f"  {key}: {value:,} env steps of the entry's {int(n_timesteps):,} -> {hyperparams[key]:,} "
+                  f"of this run's {timesteps:,}")  # fmt: skip
+
+
 def param_counts(model: BaseAlgorithm) -> dict[str, int]:
     """deploy / train parameters (SPEC section 7); for stock SAC: actor / actor + critics."""
     if isinstance(model, SAC_OFEXi):
         return model.param_counts()
     actor = count_params(model.actor)  # type: ignore[attr-defined]
     return {"deploy": actor, "train": actor + count_params(model.critic)}  # type: ignore[attr-defined]
+
+
+def paper_param_counts(model: BaseAlgorithm) -> dict[str, int]:
+    """Table 4's convention: train without f_pred and with SAC-v1's V network (on the actor's input,
+    with the first critic's hidden widths); deploy unchanged."""
+    if isinstance(model, SAC_OFEXi):
+        return model.paper_param_counts()
+    counts = param_counts(model)
+    critic = model.critic.q_networks[0]  # type: ignore[attr-defined]
+    hidden = [m.out_features for m in critic if isinstance(m, nn.Linear)][:-1]
+    v_net = mlp_param_count(model.actor.features_dim, hidden, 1)  # type: ignore[attr-defined]
+    return {"deploy": counts["deploy"], "train": counts["train"] + v_net}
 
 
 class SizeHistory(BaseCallback):
@@ -119,7 +155,7 @@ class RunSpec:
     timesteps: int
     out_dir: str
     eval_freq: int | None = None
-    eval_episodes: int = 5
+    eval_episodes: int = EVAL_EPISODES
     device: str = "cpu"
     hyperparams_dir: str | None = None
     progress_bar: bool = False
@@ -138,10 +174,10 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     _, algo = METHODS[spec.method]
     hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
-    hyperparams.pop("n_timesteps", None)
     if spec.timesteps <= 0:
         raise ValueError(f"timesteps={spec.timesteps}: accepted: an int > 0")
-    eval_freq = spec.eval_freq or max(spec.timesteps // 20, 1)
+    scale_schedule(hyperparams, spec.timesteps)
+    eval_freq = spec.eval_freq or default_eval_freq(spec.timesteps)
     env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed)
     eval_env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed + 10_000)
     model = algo(env=env, seed=spec.seed, device=spec.device, verbose=0, **hyperparams)
@@ -168,6 +204,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         "eval_timesteps": timesteps.tolist(),
         "eval_returns": returns.tolist(),
         "params": param_counts(model),
+        "params_paper": paper_param_counts(model),
         "units": model.unit_counts() if isinstance(model, SAC_OFEXi) else None,
         "history": history.rows,
     }

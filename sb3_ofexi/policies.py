@@ -46,6 +46,12 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for name, p in module.named_parameters() if not name.endswith("theta"))
 
 
+def mlp_param_count(d_in: int, hidden: list[int], d_out: int) -> int:
+    """Weights and biases of a fully connected network (the V network of Table 4's counts)."""
+    widths = [d_in, *hidden, d_out]
+    return sum((w_in + 1) * w_out for w_in, w_out in zip(widths[:-1], widths[1:]))
+
+
 class XiMlp(nn.Module):
     """An MLP whose hidden units are gated: ``h_l = xi_l * act(W_l h_{l-1} + b_l)``; linear output."""
 
@@ -376,6 +382,17 @@ class SACOFEXiPolicy(BasePolicy):
         """deploy = phi_o + actor; train = phi_o + phi_oa + f_pred + actor + critics."""
         phi_o, actor = count_params(self.ofe.phi_o), count_params(self.actor)
         return {"deploy": phi_o + actor, "train": count_params(self.ofe) + actor + count_params(self.critic)}
+
+    def paper_param_counts(self) -> dict[str, int]:
+        """The paper's Table 4 convention: deploy as :meth:`param_counts`; train without f_pred
+        and with the V network of the paper's SAC (on z_o), which SB3's SAC does not have.
+
+        V is counted with the first critic's hidden widths (its own, pruned by nu_v in the
+        paper, do not exist here); docs/COMPLEXITY.md checks this against Table 4.
+        """
+        counts = self.param_counts()
+        v_net = mlp_param_count(self.ofe.z_o_dim, self.critic.q_networks[0].units, 1)
+        return {"deploy": counts["deploy"], "train": counts["train"] - count_params(self.ofe.f_pred) + v_net}
 
 
 def _refuse_foreign_algorithm(frame: FrameType | None) -> None:

@@ -30,10 +30,12 @@ def load_runs(out_dir: str | pathlib.Path) -> dict[str, list[dict[str, Any]]]:
     return dict(sorted(runs.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
-def ofe_baseline_counts(runs: dict[str, list[dict[str, Any]]], hyperparams_dir: str | None) -> dict[str, int] | None:
-    """OFE's deploy/train parameters for this env: from an ``ofe`` run, else built from its YAML."""
+def ofe_baseline_counts(runs: dict[str, list[dict[str, Any]]], hyperparams_dir: str | None) -> dict[str, Any] | None:
+    """OFE's deploy/train parameters for this env (and ``train_paper``, Table 4's convention):
+    from an ``ofe`` run, else built from its YAML."""
     if "ofe" in runs:
-        return runs["ofe"][0]["params"]
+        first = runs["ofe"][0]
+        return {**first["params"], "train_paper": first.get("params_paper", {}).get("train")}
     env_id = next(iter(runs.values()))[0]["env_id"]
     try:
         from sb3_ofexi.sac_ofexi import SAC_OFEXi
@@ -41,7 +43,8 @@ def ofe_baseline_counts(runs: dict[str, list[dict[str, Any]]], hyperparams_dir: 
         hyperparams = load_hyperparams("ofe", env_id, hyperparams_dir)
         hyperparams.pop("n_timesteps", None)
         hyperparams["buffer_size"] = 1
-        return SAC_OFEXi(env=env_id, device="cpu", **hyperparams).param_counts()
+        model = SAC_OFEXi(env=env_id, device="cpu", **hyperparams)
+        return {**model.param_counts(), "train_paper": model.paper_param_counts()["train"]}
     except ValueError:
         return None
 
@@ -70,23 +73,31 @@ def tables(runs: dict[str, list[dict[str, Any]]], baseline: dict[str, int] | Non
     scores = {m: np.array([s["score"] for s in group]) for m, group in runs.items()}
     iqm = _iqm_with_ci(scores)
     numbers: dict[str, Any] = {}
-    table3 = ["| method | seeds | score (mean ± std) | IQM [95% CI] | dR | tR |", "|---|---|---|---|---|---|"]
-    table4 = ["| method | deploy params (k) | train params (k) |", "|---|---|---|"]
+    table3 = ["| method | seeds | score (mean ± std) | IQM [95% CI] | dR | tR | tR (paper conv.) |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    table4 = ["| method | deploy params (k) | train params (k) | train params, paper conv. (k) |", "|---|---|---|---|"]
     for method, group in runs.items():
         deploy = float(np.mean([s["params"]["deploy"] for s in group]))
         train = float(np.mean([s["params"]["train"] for s in group]))
+        papers = [s["params_paper"]["train"] for s in group if s.get("params_paper")]
+        train_paper = float(np.mean(papers)) if len(papers) == len(group) else None
         score = scores[method]
         iqm_text = "{:.1f} [{:.1f}, {:.1f}]".format(*iqm[method]) if method in iqm else "(needs >= 3 seeds)"
         d_ratio = _ratio(deploy, baseline["deploy"] if baseline else None)
         t_ratio = _ratio(train, baseline["train"] if baseline else None)
+        base_paper = baseline.get("train_paper") if baseline else None
+        tp_ratio = _ratio(train_paper, base_paper) if train_paper is not None else "n/a"
         table3.append(f"| {method} | {len(group)} | {score.mean():.1f} ± {score.std():.1f} | {iqm_text} | "
-                      f"{d_ratio} | {t_ratio} |")  # fmt: skip
-        table4.append(f"| {method} | {deploy / 1e3:.1f} | {train / 1e3:.1f} |")
+                      f"{d_ratio} | {t_ratio} | {tp_ratio} |")  # fmt: skip
+        paper_text = f"{train_paper / 1e3:.1f}" if train_paper is not None else "n/a"
+        table4.append(f"| {method} | {deploy / 1e3:.1f} | {train / 1e3:.1f} | {paper_text} |")
         numbers[method] = {
             "scores": score.tolist(), "mean": float(score.mean()), "std": float(score.std()),
             "iqm": iqm.get(method), "deploy": deploy, "train": train,
             "dR": deploy / baseline["deploy"] if baseline else None,
             "tR": train / baseline["train"] if baseline else None,
+            "train_paper": train_paper,
+            "tR_paper": train_paper / base_paper if train_paper is not None and base_paper else None,
         }  # fmt: skip
     return "\n".join(table3), "\n".join(table4), numbers
 
@@ -178,8 +189,17 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
         f"{first['timesteps']:,} env steps per run; evaluation every {first['eval_timesteps'][0]:,} steps, "
         f"{first['eval_episodes']} deterministic episodes on a separately seeded env. Score: best evaluation "
         "return in the last 20% of training (paper, Table 3). dR / tR: deploy / train parameters relative "
-        "to OFE on this env (deploy = phi_o + actor; train = phi_o + phi_oa + f_pred + actor + critics; "
-        "stock SAC: actor / actor + critics).",
+        "to OFE on this env.",
+        "",
+        "What each count includes (weights and biases; BatchNorm scale and shift; the DenseNets' diagonal V; "
+        "never the thetas, BatchNorm running statistics or the critic targets):",
+        "",
+        "* deploy = phi_o + actor (stock SAC: actor), as Table 1's deployment column;",
+        "* train = phi_o + phi_oa + f_pred + actor + both critics (stock SAC: actor + critics);",
+        "* train, paper convention = train without f_pred, plus the V network of the paper's SAC (on the actor's "
+        "input, with the first critic's hidden widths), which SB3's SAC does not have. With it our OFE / SAC / "
+        "SAC-Big counts match Table 4 to 0.3%; OFE-Big's Table 4 count seems to include f_pred "
+        "(docs/COMPLEXITY.md, `python -m benchmarks.paper_counts`).",
         "",
         "## Score, dR and tR (Table 3)",
         "",

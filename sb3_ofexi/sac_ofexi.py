@@ -285,6 +285,10 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         """``{"deploy": phi_o + actor, "train": phi_o + phi_oa + f_pred + actor + critics}`` (SPEC section 7)."""
         return self.policy.param_counts()
 
+    def paper_param_counts(self) -> dict[str, int]:
+        """Table 4's convention: train leaves f_pred out and counts the paper's V network (docs/COMPLEXITY.md)."""
+        return self.policy.paper_param_counts()
+
     def unit_counts(self) -> dict[str, Any]:
         """Units per hidden layer of phi_o, phi_oa, the actor and each critic (the survivors)."""
         return self.policy.unit_counts()
