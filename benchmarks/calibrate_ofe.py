@@ -136,8 +136,8 @@ def _load_buffer(out_dir: pathlib.Path):
     import torch as th
 
     data = np.load(out_dir / BUFFER)
-    return (th.as_tensor(data["observations"]), th.as_tensor(data["actions"]),
-            th.as_tensor(data["next_observations"]))  # fmt: skip
+    # float32, as SAC_OFEXi feeds OFENet (Hopper's observation space is float64)
+    return tuple(th.as_tensor(data[key]).float() for key in ("observations", "actions", "next_observations"))
 
 
 def _save_atomic(obj: Any, path: pathlib.Path) -> None:

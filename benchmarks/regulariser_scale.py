@@ -1,7 +1,9 @@
-"""How much harder autograd's complexity gradient pushes each layer than the paper's eqs. (28), (29), (32).
+"""Per layer, how hard each regulariser convention pushes a theta towards 0 (docs/COMPLEXITY.md).
 
-At all thetas = 1, prints per layer: autograd's dC/dtheta, the paper's coefficient
--log(gamma)/nu, and their ratio (docs/COMPLEXITY.md explains the difference).
+At all thetas = 1 (the start of the learning phase), prints per layer the theta-gradient of
+``C`` under ``regulariser="autograd"`` (the exact gradient) and ``regulariser="paper"`` (the
+coefficients of eqs. 28, 29, 32, with the critics' first layers in eq. 28's sum), their
+ratio, and eq. (28) exactly as printed (its sum over X_o minus pi is empty without a V network).
 """
 
 from __future__ import annotations
@@ -13,6 +15,23 @@ import torch as th
 from sb3_ofexi import SAC_OFEXi
 
 
+def _gate_gradients(model: SAC_OFEXi, mode: str) -> dict[str, float]:
+    policy = model.policy
+    gates = {f"phi_o {i + 1}": g for i, g in enumerate(policy.ofe.phi_o.gates)}
+    gates.update({f"phi_oa {i + 1}": g for i, g in enumerate(policy.ofe.phi_oa.gates)})
+    for g in gates.values():
+        g.theta.grad = None
+    policy.ofe_complexity(model.rho).regulariser(mode).backward()
+    grads = {name: float(g.theta.grad[0]) for name, g in gates.items()}
+    d_z_o, d_z_oa = policy.feature_widths()
+    for name, net, d_in in [("actor", policy.actor.net, d_z_o), ("critic 1", policy.critic.q_networks[0], d_z_oa)]:
+        for g in net.gates:
+            g.theta.grad = None
+        net.regulariser(d_in, mode).backward()
+        grads.update({f"{name} {i + 1}": float(g.theta.grad[0]) for i, g in enumerate(net.gates)})
+    return grads
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--env", default="Hopper-v5")
@@ -21,41 +40,15 @@ def main() -> None:
     args = parser.parse_args()
     model = SAC_OFEXi("MlpPolicy", args.env, preset=args.preset, ofe_layers=args.ofe_layers, buffer_size=1,
                       device="cpu")  # fmt: skip
-    policy, rho = model.policy, model.rho
-    ofe = policy.ofe
-    policy.ofe_complexity(rho).total.backward()
-    d_o, d_a = ofe.obs_dim, ofe.action_dim
-    n_o = [g.n_units for g in ofe.phi_o.gates]
-    n_oa = [g.n_units for g in ofe.phi_oa.gates]
-    n_pi = policy.actor.net.units[0]
-    L_o, L_oa = len(n_o), len(n_oa)
-    print(f"{args.env}, {args.preset} sizes, all thetas = 1, rho = {rho}")
-    print(f"{'layer':12s} {'autograd':>10s} {'paper':>10s} {'ratio':>6s}")
-    for l in range(1, L_o + 1):
-        paper = (1 + rho) * d_o + sum(n_o[: l - 1]) + L_o - l + rho * L_oa + 3 + n_pi  # eq. (28)
-        grad = float(ofe.phi_o.gates[l - 1].theta.grad[0])
-        print(f"{'phi_o ' + str(l):12s} {grad:10.0f} {paper:10.0f} {grad / paper:6.2f}")
+    autograd, paper = _gate_gradients(model, "autograd"), _gate_gradients(model, "paper")
+    rho, policy = model.rho, model.policy
     n_q = sum(q.units[0] for q in policy.critic.q_networks)
-    for l in range(1, L_oa + 1):
-        paper = rho * (2 * d_o + d_a + sum(n_o) + sum(n_oa[: l - 1]) + L_oa - l + 3 + n_q)  # eq. (29)
-        grad = float(ofe.phi_oa.gates[l - 1].theta.grad[0])
-        print(f"{'phi_oa ' + str(l):12s} {grad:10.0f} {paper:10.0f} {grad / paper:6.2f}")
-    d_z_o, d_z_oa = policy.feature_widths()
-    for name, net, d_in in [("actor", policy.actor.net, d_z_o), ("critic 1", policy.critic.q_networks[0], d_z_oa)]:
-        norms = [th.tensor(float(n), requires_grad=True) for n in net.units]
-        from sb3_ofexi.complexity import mlp_complexity
-
-        mlp_complexity(float(d_in), norms, net.out_features).backward()
-        units = net.units
-        for l, n in enumerate(norms):
-            if l == 0:
-                paper = 1 + float(d_in)  # eq. (32), first layer
-            elif l == len(units) - 1:
-                paper = net.out_features + 1 + units[l - 1]  # eq. (32), last layer
-            else:
-                paper = 1 + units[l - 1]
-            grad = float(n.grad)
-            print(f"{name + ' ' + str(l + 1):12s} {grad:10.0f} {paper:10.0f} {grad / paper:6.2f}")
+    print(f"{args.env}, {args.preset} sizes, all thetas = 1, rho = {rho}")
+    print("| layer | autograd | paper | autograd / paper | eq. (28) as printed |")
+    print("|---|---|---|---|---|")
+    for name in autograd:
+        printed = f"{paper[name] - rho * n_q:.0f}" if name.startswith("phi_o ") else ""
+        print(f"| {name} | {autograd[name]:.0f} | {paper[name]:.0f} | {autograd[name] / paper[name]:.2f} | {printed} |")
 
 
 if __name__ == "__main__":

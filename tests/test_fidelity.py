@@ -251,3 +251,45 @@ def test_files_from_0_1_0_keep_the_settings_they_were_trained_with(tmp_path):
     assert (new.regulariser, new.pred_loss) == (model.regulariser, model.pred_loss)
     buffer = io.BytesIO((tmp_path / "old.zip").read_bytes())
     assert SAC_OFEXi.load(buffer, device="cpu").pred_loss == "mean"
+
+
+def test_evaluation_every_10k_steps_or_t_over_20():
+    from sb3_ofexi.experiments import EVAL_EPISODES, default_eval_freq
+
+    assert default_eval_freq(1_000_000) == 10_000  # the paper: 100 evaluations, 21 in the last 20%
+    assert default_eval_freq(2_000_000) == 10_000
+    assert default_eval_freq(10_000) == 500
+    assert default_eval_freq(10) == 1
+    assert EVAL_EPISODES == 10
+
+
+def test_shortened_paper_entry_keeps_the_schedule_proportions():
+    from sb3_ofexi.experiments import load_hyperparams, scale_schedule
+
+    hyperparams = load_hyperparams("prune-b", "Hopper-v5")
+    assert hyperparams["xi_start"] == 200_000 and hyperparams["xi_round"] == 0.8
+    scale_schedule(hyperparams, 100_000)
+    assert hyperparams["xi_start"] == 20_000 and hyperparams["xi_round"] == 0.8
+    assert "n_timesteps" not in hyperparams
+    full = load_hyperparams("prune-b", "HalfCheetah-v5")
+    scale_schedule(full, 2_000_000)
+    assert full["xi_start"] == 200_000  # the paper's budget: absolute, as in the paper
+
+
+def test_paper_convention_counts_reproduce_table_4_for_hopper():
+    """Table 4 (Hopper-v2, thousands): SAC 71/280, OFE 139/651 with train = ours - f_pred + V."""
+    import math
+
+    from stable_baselines3 import SAC
+
+    from sb3_ofexi.experiments import paper_param_counts
+
+    ofe = SAC_OFEXi("MlpPolicy", "Hopper-v5", preset="ofe", buffer_size=1, device="cpu")
+    counts = ofe.paper_param_counts()
+    assert (math.ceil(counts["deploy"] / 1e3), math.ceil(counts["train"] / 1e3)) == (139, 651)
+    f_pred = sum(p.numel() for p in ofe.policy.ofe.f_pred.parameters())
+    v_net = (203 + 1) * 256 + (256 + 1) * 256 + 256 + 1  # V on z_o (11 + 6 * 32) with 256, 256
+    assert counts["train"] == ofe.param_counts()["train"] - f_pred + v_net
+    sac = SAC("MlpPolicy", "Hopper-v5", buffer_size=1, device="cpu")
+    counts = paper_param_counts(sac)
+    assert (math.ceil(counts["deploy"] / 1e3), math.ceil(counts["train"] / 1e3)) == (71, 280)
