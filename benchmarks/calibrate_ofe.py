@@ -224,6 +224,10 @@ def calibration_run(spec: dict[str, Any], out: str, results: str, warmup: int, u
         for gate in ofe.phi_o.gates + ofe.phi_oa.gates:
             gate.project_()
         step += 1
+        pred_value = float(pred.detach())
+        # no graph may outlive the step: a prune changes the thetas' shapes, and a live graph
+        # would keep autograd's gradient accumulators of the old shapes
+        del loss, pred, complexity
         if step % PRUNE_EVERY == 0:  # Algorithm 1, part IV
             surgery = Surgery()
             ofe.prune_(THETA_TOL, surgery)
@@ -231,7 +235,7 @@ def calibration_run(spec: dict[str, Any], out: str, results: str, warmup: int, u
                 surgery.slice_optimizer_(optimizer)
             with th.no_grad():
                 history.append({
-                    "step": step, "pred_loss_per_entry": float(pred) / (d_o if spec["pred_loss"] == "sum" else 1),
+                    "step": step, "pred_loss_per_entry": pred_value / (d_o if spec["pred_loss"] == "sum" else 1),
                     "units_o": ofe.phi_o.units, "units_oa": ofe.phi_oa.units,
                     "theta_o": [round(float(g.theta.mean()), 4) if g.n_units else None for g in ofe.phi_o.gates],
                     "theta_oa": [round(float(g.theta.mean()), 4) if g.n_units else None for g in ofe.phi_oa.gates],

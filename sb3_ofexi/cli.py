@@ -8,8 +8,8 @@ import sys
 import time
 
 
-def _run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", required=True, help="Gymnasium id, e.g. Pendulum-v1 or Hopper-v5")
+def _run_options(parser: argparse.ArgumentParser, env_required: bool = True) -> None:
+    parser.add_argument("--env", required=env_required, help="Gymnasium id, e.g. Pendulum-v1 or Hopper-v5")
     parser.add_argument("--timesteps", type=int, help="env steps per run (default: the YAML's n_timesteps)")
     parser.add_argument("--eval-freq", type=int,
                         help="evaluate every N env steps (default: 10,000 as in the paper, or timesteps / 20 if less)")
@@ -18,6 +18,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (default: the repository's hyperparams/)")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--checkpoint-steps", type=int, default=50_000,
+                        help="checkpoint a run every N env steps (default 50,000) ...")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                        help="... or every M minutes of wall time, whichever comes first (default 10)")
 
 
 def _specs(args: argparse.Namespace, methods: list[str], seeds: list[int]):
@@ -28,39 +32,65 @@ def _specs(args: argparse.Namespace, methods: list[str], seeds: list[int]):
         timesteps = args.timesteps or int(load_hyperparams(method, args.env, args.hyperparams)["n_timesteps"])
         for seed in seeds:
             specs.append(RunSpec(method, args.env, seed, timesteps, args.out, args.eval_freq, args.eval_episodes,
-                                 args.device, args.hyperparams))  # fmt: skip
+                                 args.device, args.hyperparams, checkpoint_steps=args.checkpoint_steps,
+                                 checkpoint_seconds=60.0 * args.checkpoint_minutes))  # fmt: skip
     return specs
+
+
+def _check_checkpointing(args: argparse.Namespace) -> None:
+    if args.checkpoint_steps < 1 or args.checkpoint_minutes <= 0:
+        raise ValueError(f"--checkpoint-steps {args.checkpoint_steps} --checkpoint-minutes {args.checkpoint_minutes}: "
+                         "accepted: an int >= 1 and a number > 0")  # fmt: skip
 
 
 def _train(args: argparse.Namespace) -> int:
     from sb3_ofexi.experiments import parse_methods, train_one
 
+    _check_checkpointing(args)
     (method,) = parse_methods(args.method)
     (spec,) = _specs(args, [method], [args.seed])
     spec.progress_bar = not args.no_progress
-    summary = train_one(spec)
+    summary = train_one(spec)  # continues from the run's checkpoint if it was interrupted
     print(f"{method} on {args.env}, seed {args.seed}: score {summary['score']:.1f}, params {summary['params']}, "
           f"{summary['wall_s']:.0f} s")  # fmt: skip
     print(f"model, evaluations.npz and summary.json in {spec.run_dir}")
     return 0
 
 
-def _compare(args: argparse.Namespace) -> int:
-    from sb3_ofexi.experiments import parse_methods, run_many
-    from sb3_ofexi.report import build_report
+#: compare's settings that define the sweep (saved in sweep.json, read back by --resume)
+_SWEEP_KEYS = ("env", "methods", "seeds", "timesteps", "eval_freq", "eval_episodes", "device", "hyperparams",
+               "checkpoint_steps", "checkpoint_minutes")  # fmt: skip
 
+
+def _compare(args: argparse.Namespace) -> int:
+    from sb3_ofexi.experiments import parse_methods
+    from sb3_ofexi.report import build_report
+    from sb3_ofexi.sweep import load_sweep, run_sweep, save_sweep
+
+    if args.env is None:
+        if not args.resume:
+            raise ValueError("--env is required (or --resume, to continue the sweep saved in --out)")
+        for key, value in load_sweep(args.out).items():
+            setattr(args, key, value)
+    _check_checkpointing(args)
     methods = parse_methods(args.methods)
     if args.seeds < 1 or args.jobs < 1:
         raise ValueError(f"--seeds {args.seeds} --jobs {args.jobs}: accepted: integers >= 1")
     specs = _specs(args, methods, list(range(args.seeds)))
-    print(f"{len(specs)} runs ({', '.join(methods)} x {args.seeds} seeds) on {args.env}, {args.jobs} at a time")
+    save_sweep(args.out, {key: getattr(args, key) for key in _SWEEP_KEYS})
+    where = f"{args.jobs} at a time" if args.backend == "local" else f"as Ray tasks ({args.address or 'local Ray'})"
+    print(f"{len(specs)} runs ({', '.join(methods)} x {args.seeds} seeds) on {args.env}, {where}; "
+          "finished runs are skipped, interrupted ones continue from their checkpoint")
     start = time.perf_counter()
-    run_many(specs, args.jobs)
+    results = run_sweep(specs, args.jobs, args.backend, args.address, args.num_cpus, args.num_gpus)
+    failed = [r for r in results if r.get("status") == "failed"]
     path = build_report(args.out, args.hyperparams)
-    print(f"all runs done in {time.perf_counter() - start:.0f} s")
-    print(path.read_text().split("## Training time")[0].split("## Score")[1].join(["## Score", ""]))
+    print(f"all runs ended in {time.perf_counter() - start:.0f} s ({len(failed)} failed)")
+    text = path.read_text()
+    if "## Score" in text:  # the tables, not the plots
+        print("## Score" + text.split("## Score", 1)[1].split("## Training time")[0])
     print(f"report: {path}")
-    return 0
+    return 1 if failed else 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -97,11 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
 
-    compare = commands.add_parser("compare", help="methods x seeds on one env, then the report")
-    _run_options(compare)
+    compare = commands.add_parser(
+        "compare", help="methods x seeds on one env, then the report; re-run (or --resume) to continue a sweep"
+    )
+    _run_options(compare, env_required=False)
     compare.add_argument("--methods", default="sac,ofe,prune-b", help=f"comma-separated, from {methods}")
     compare.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
-    compare.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default: 1)")
+    compare.add_argument("--jobs", type=int, default=1, help="local backend: runs in parallel processes (default: 1)")
+    compare.add_argument("--resume", action="store_true",
+                         help="continue the sweep saved in --out (sweep.json): finished runs are skipped, "
+                              "unfinished ones continue from their last checkpoint (re-running the same "
+                              "command does the same)")  # fmt: skip
+    compare.add_argument("--backend", default="local", choices=["local", "ray"],
+                         help="local processes (default) or Ray tasks (pip install 'sb3_ofexi[ray]')")
+    compare.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    compare.add_argument("--num-cpus", type=float, default=1.0, help="Ray: CPUs per run (default 1)")
+    compare.add_argument("--num-gpus", type=float, default=0.0, help="Ray: GPUs per run (default 0)")
     compare.set_defaults(func=_compare)
 
     report = commands.add_parser("report", help="rebuild the report from existing run directories")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import pickle
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import traceback
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,17 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
+from sb3_ofexi.checkpoint import (
+    RunCheckpoint,
+    callback_state,
+    env_restore,
+    latest_checkpoint,
+    load_callback_state,
+    remove_checkpoints,
+    set_rng_state,
+)
 from sb3_ofexi.policies import count_params, mlp_param_count
+from sb3_ofexi.pruning import PruningCallback
 from sb3_ofexi.sac_ofexi import SAC_OFEXi
 from sb3_ofexi.xi import xi_gates
 
@@ -40,6 +50,9 @@ METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
 }
 #: rl-zoo3 keys that change the environment rather than the algorithm
 _ENV_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
+#: a run checkpoints every 50k env steps or 10 minutes of wall time, whichever comes first
+CHECKPOINT_STEPS = 50_000
+CHECKPOINT_SECONDS = 600.0
 SCORE_WINDOW = 0.2  # score = best evaluation in the last 20% of training (paper, Table 3)
 #: the paper evaluates every 10k env steps (section 5, Fig. 3; SPEC section 8)
 EVAL_FREQ = 10_000
@@ -127,7 +140,8 @@ class SizeHistory(BaseCallback):
         self.rows: list[dict[str, Any]] = []
 
     def _on_training_start(self) -> None:
-        self._record()
+        if not self.rows:  # a resumed run has its rows already
+            self._record()
 
     def _on_step(self) -> bool:
         if self.num_timesteps % self.every == 0:
@@ -160,33 +174,100 @@ class RunSpec:
     hyperparams_dir: str | None = None
     progress_bar: bool = False
     threads: int | None = None
+    checkpoint_steps: int = CHECKPOINT_STEPS
+    checkpoint_seconds: float = CHECKPOINT_SECONDS
 
     @property
     def run_dir(self) -> pathlib.Path:
         return pathlib.Path(self.out_dir) / self.method / f"seed{self.seed}"
 
+    def identity(self) -> dict[str, Any]:
+        """What makes two specs the same run (how it is executed does not count)."""
+        return {k: getattr(self, k) for k in ("method", "env_id", "seed", "timesteps", "eval_freq", "eval_episodes")}
+
+
+def finished_summary(spec: RunSpec) -> dict[str, Any] | None:
+    """The run's ``summary.json`` if it finished; a ValueError if it finished with other settings."""
+    path = spec.run_dir / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    saved = {k: summary.get(k) for k in spec.identity()}
+    if saved != spec.identity():
+        differences = {k: (saved[k], v) for k, v in spec.identity().items() if saved[k] != v}
+        raise ValueError(
+            f"{spec.run_dir} holds a finished run with other settings (saved, asked): {differences}; "
+            "use another --out, or delete that folder to run it again"
+        )
+    return summary
+
+
+def _build_fresh(spec: RunSpec, algo: type[BaseAlgorithm], hyperparams: dict[str, Any]):
+    env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed)
+    eval_env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed + 10_000)
+    model = algo(env=env, seed=spec.seed, device=spec.device, verbose=0, **hyperparams)
+    return model, env, eval_env, {"wall_s": 0.0, "sittings": 0, "callbacks": {}}
+
+
+def _build_resumed(spec: RunSpec, algo: type[BaseAlgorithm], checkpoint: pathlib.Path):
+    envs = pickle.loads((checkpoint / "envs.pkl").read_bytes())
+    env = env_restore(envs["train"]) if envs["train"] else make_vec_env(spec.env_id, n_envs=1, seed=spec.seed)
+    eval_env = env_restore(envs["eval"]) if envs["eval"] else make_vec_env(spec.env_id, n_envs=1,
+                                                                            seed=spec.seed + 10_000)  # fmt: skip
+    model = algo.load(checkpoint / "model.zip", env=env, device=spec.device, force_reset=envs["train"] is None)
+    model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+    with open(checkpoint / "state.pkl", "rb") as handle:
+        state = pickle.load(handle)
+    return model, env, eval_env, state
+
 
 def train_one(spec: RunSpec) -> dict[str, Any]:
-    """Train, evaluate every ``eval_freq`` steps, save; write ``summary.json`` and return it."""
+    """Train, evaluate every ``eval_freq`` steps, save; write ``summary.json`` and return it.
+
+    Resumable: a finished run (``summary.json``) is returned as it is; an unfinished one
+    continues from its newest checkpoint (:mod:`sb3_ofexi.checkpoint`).
+    """
+    summary = finished_summary(spec)
+    if summary is not None:
+        return summary
     if spec.threads:
         th.set_num_threads(spec.threads)
+    if spec.timesteps <= 0:
+        raise ValueError(f"timesteps={spec.timesteps}: accepted: an int > 0")
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     _, algo = METHODS[spec.method]
     hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
-    if spec.timesteps <= 0:
-        raise ValueError(f"timesteps={spec.timesteps}: accepted: an int > 0")
     scale_schedule(hyperparams, spec.timesteps)
     eval_freq = spec.eval_freq or default_eval_freq(spec.timesteps)
-    env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed)
-    eval_env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed + 10_000)
-    model = algo(env=env, seed=spec.seed, device=spec.device, verbose=0, **hyperparams)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        model, env, eval_env, state = _build_fresh(spec, algo, hyperparams)
+    else:
+        model, env, eval_env, state = _build_resumed(spec, algo, checkpoint)
     evaluation = EvalCallback(eval_env, eval_freq=eval_freq, n_eval_episodes=spec.eval_episodes,
                               log_path=str(run_dir), deterministic=True, verbose=0)  # fmt: skip
     history = SizeHistory(eval_freq)
+    callbacks: dict[str, BaseCallback] = {"evaluation": evaluation, "history": history}
+    if isinstance(model, SAC_OFEXi) and model.use_xi and model.prune_freq:
+        callbacks["pruning"] = PruningCallback(model.prune_freq)  # its prune cadence is checkpointed
+    for name, saved in state["callbacks"].items():
+        load_callback_state(callbacks[name], saved)
     start = time.perf_counter()
-    model.learn(spec.timesteps, callback=[evaluation, history], progress_bar=spec.progress_bar)
-    wall = time.perf_counter() - start
+    wall_before = state["wall_s"]
+
+    def run_state() -> dict[str, Any]:
+        return {"wall_s": wall_before + time.perf_counter() - start, "sittings": state["sittings"] + 1,
+                "callbacks": {name: callback_state(cb) for name, cb in callbacks.items()}}  # fmt: skip
+
+    saver = RunCheckpoint(run_dir, {"train": env, "eval": eval_env}, run_state, spec.checkpoint_steps,
+                          spec.checkpoint_seconds, spec.timesteps, evaluation)  # fmt: skip
+    if checkpoint is not None:
+        set_rng_state(model, state["rng"])  # after load(), which reseeds
+    remaining = spec.timesteps - model.num_timesteps
+    model.learn(remaining, callback=[*callbacks.values(), saver], progress_bar=spec.progress_bar,
+                reset_num_timesteps=checkpoint is None)  # fmt: skip
+    wall = run_state()["wall_s"]
     model.save(run_dir / "model")
     env.close()
     eval_env.close()
@@ -199,6 +280,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         "algo": algo.__name__,
         "hyperparams": {k: repr(v) if not isinstance(v, (int, float, str, bool)) else v for k, v in hyperparams.items()},
         "wall_s": wall,
+        "sittings": state["sittings"] + 1,
         "score": float(returns[window].max()) if window.any() else float("nan"),
         "final_return": float(returns[-1]) if len(returns) else float("nan"),
         "eval_timesteps": timesteps.tolist(),
@@ -208,27 +290,25 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         "units": model.unit_counts() if isinstance(model, SAC_OFEXi) else None,
         "history": history.rows,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, run_dir / "summary.json")  # the run counts as finished from here on
+    saver.write_progress("done")
+    remove_checkpoints(run_dir)  # they hold the replay buffer; a finished run needs none
+    (run_dir / "failed.json").unlink(missing_ok=True)
     return summary
 
 
-def run_many(specs: list[RunSpec], jobs: int = 1) -> list[dict[str, Any]]:
-    """Run specs in ``jobs`` processes (each with ``cores // jobs`` torch threads)."""
-    threads = max(1, (os.cpu_count() or 1) // max(jobs, 1))
-    for spec in specs:
-        spec.threads = spec.threads or threads
-    if jobs <= 1:
-        return [_announce(train_one(spec)) for spec in specs]
-    results = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(train_one, spec) for spec in specs]
-        for future in as_completed(futures):
-            results.append(_announce(future.result()))
-    return results
-
-
-def _announce(summary: dict[str, Any]) -> dict[str, Any]:
-    print(f"  done: {summary['method']:8s} seed {summary['seed']}  score {summary['score']:9.1f}  "
-          f"deploy {summary['params']['deploy']:>9,}  train {summary['params']['train']:>9,}  "
-          f"({summary['wall_s']:.0f} s)", flush=True)  # fmt: skip
-    return summary
+def run_safely(spec: RunSpec) -> dict[str, Any]:
+    """:func:`train_one`, but an exception is recorded in ``failed.json`` (with its traceback)
+    and returned as ``{"status": "failed", ...}`` instead of stopping the sweep."""
+    try:
+        return {"status": "done", **train_one(spec)}
+    except Exception as error:  # noqa: BLE001 -- one failing run must not stop the others
+        record = {
+            **asdict(spec), "status": "failed", "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(), "time": time.time(),
+        }  # fmt: skip
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        (spec.run_dir / "failed.json").write_text(json.dumps(record, indent=1))
+        return record

@@ -21,17 +21,19 @@ class PruningCallback(BaseCallback):
             raise ValueError(f"prune_freq={prune_freq!r} is invalid: accepted: an int > 0, or None")
         self.prune_freq = prune_freq
         self.n_prunes = 0
-        self._last_prune = 0
+        #: env step of the last prune; kept across learn() calls and restored from checkpoints
+        self._last_prune: int | None = None
 
     def _init_callback(self) -> None:
         if not hasattr(self.model, "prune"):
             raise ValueError(f"PruningCallback needs a SAC_OFEXi model, got {type(self.model).__name__}")
         if self.prune_freq is None:
             self.prune_freq = self.model.prune_freq or 1000  # type: ignore[attr-defined]
-        self._last_prune = self.num_timesteps
+        if self._last_prune is None:
+            self._last_prune = self.model.num_timesteps
 
     def _on_step(self) -> bool:
-        assert self.prune_freq is not None
+        assert self.prune_freq is not None and self._last_prune is not None
         if self.num_timesteps - self._last_prune >= self.prune_freq:
             self._last_prune = self.num_timesteps
             if self.model.prune():  # type: ignore[attr-defined]

@@ -15,13 +15,22 @@ PNG_UNITS = "units_per_layer.png"
 PNG_THETA = "theta_over_time.png"
 
 
-def load_runs(out_dir: str | pathlib.Path) -> dict[str, list[dict[str, Any]]]:
+def load_failures(out_dir: str | pathlib.Path) -> list[dict[str, Any]]:
+    """``failed.json`` of every run under ``out_dir`` that has not finished since."""
+    failures = []
+    for path in sorted(pathlib.Path(out_dir).glob("*/seed*/failed.json")):
+        if not (path.parent / "summary.json").exists():
+            failures.append(json.loads(path.read_text()))
+    return failures
+
+
+def load_runs(out_dir: str | pathlib.Path, allow_empty: bool = False) -> dict[str, list[dict[str, Any]]]:
     """``summary.json`` of every run under ``out_dir``, grouped by method in METHODS order."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(pathlib.Path(out_dir).glob("*/seed*/summary.json")):
         summary = json.loads(path.read_text())
         runs.setdefault(summary["method"], []).append(summary)
-    if not runs:
+    if not runs and not allow_empty:
         raise ValueError(f"No runs in {out_dir}: expected METHOD/seedN/summary.json written by 'sb3-ofexi train'")
     envs = {s["env_id"] for group in runs.values() for s in group}
     if len(envs) != 1:
@@ -177,7 +186,19 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
 def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None) -> pathlib.Path:
     """Write ``report.md``, ``report.json`` and the PNGs into ``out_dir``; return the Markdown path."""
     out = pathlib.Path(out_dir)
-    runs = load_runs(out)
+    failures = load_failures(out)
+    runs = load_runs(out, allow_empty=bool(failures))
+    failed_lines = []
+    if failures:
+        failed_lines = ["## Failed runs", "", "Each has its traceback in METHOD/seedN/failed.json; re-running the "
+                        "same command retries them (from their last checkpoint).", "",
+                        "| method | seed | error |", "|---|---|---|",
+                        *[f"| {f['method']} | {f['seed']} | {f['error'].splitlines()[0][:200]} |" for f in failures],
+                        ""]  # fmt: skip
+    if not runs:
+        path = out / "report.md"
+        path.write_text("\n".join(["# No run finished", "", *failed_lines]))
+        return path
     env_id = next(iter(runs.values()))[0]["env_id"]
     baseline = ofe_baseline_counts(runs, hyperparams_dir)
     table3, table4, numbers = tables(runs, baseline)
@@ -201,6 +222,7 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
         "SAC-Big counts match Table 4 to 0.3%; OFE-Big's Table 4 count seems to include f_pred "
         "(docs/COMPLEXITY.md, `python -m benchmarks.paper_counts`).",
         "",
+        *failed_lines,
         "## Score, dR and tR (Table 3)",
         "",
         table3,
