@@ -24,7 +24,12 @@ def make_linear(in_features: int, out_features: int) -> nn.Linear:
 
 
 class Surgery:
-    """Records index selections applied to parameters and buffers."""
+    """Records index selections applied to parameters and buffers.
+
+    Run it with no autograd graph alive that involves the tensors it edits (SAC_OFEXi prunes
+    between gradient steps): autograd caches a leaf's shape in its gradient accumulator for as
+    long as a graph holds it, and a backward pass through that graph after a prune fails.
+    """
 
     def __init__(self) -> None:
         # id(tensor) -> (tensor, [(shape_before, dim, index), ...]) in application order

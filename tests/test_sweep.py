@@ -153,3 +153,13 @@ def test_env_snapshot_continues_exactly(env_id):
         a, b = env.step(action), copy.step(action)
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_report_puts_the_papers_tables_next_to_ours():
+    from sb3_ofexi.report import paper_section
+
+    lines = paper_section("Hopper-v5", ["sac", "ofe", "prune-b"])
+    assert "| prune-b | 3515 | 10% | 38% | 15 | 246 |" in lines
+    assert any("Hopper-v2" in line and "Hopper-v5" in line for line in lines)
+    assert "| ofe | 3548 | 100% | 100% | 139 | 651 |" in lines
+    assert paper_section("Pendulum-v1", ["sac"]) == []
