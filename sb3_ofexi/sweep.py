@@ -70,6 +70,7 @@ class Progress:
         self.stream = stream or sys.stdout
         self.live: Any = None
         self._last_line = ""
+        self._last_print = 0.0
 
     def __enter__(self) -> Progress:
         if getattr(self.stream, "isatty", lambda: False)():
@@ -129,11 +130,13 @@ class Progress:
         if self.live is not None:
             self.live.update(self.render())
             return
-        line = self.headline() + "".join(f"\n    {m} seed {s}: {st} steps, {r} steps/s, last eval {e}"
-                                         for m, s, st, r, e in self._run_rows())  # fmt: skip
-        if line != self._last_line:  # a line per change, not per second, where nobody watches live
-            print(line, file=self.stream, flush=True)
-            self._last_line = line
+        # where nobody watches live (a log, CI): when the counts change, else every 30 s
+        headline = self.headline()
+        if headline == self._last_line and time.monotonic() - self._last_print < 30.0:
+            return
+        rows = "".join(f"\n    {m} seed {s}: {st} steps, {r} steps/s, last eval {e}" for m, s, st, r, e in self._run_rows())
+        print(headline + rows, file=self.stream, flush=True)
+        self._last_line, self._last_print = headline, time.monotonic()
 
 
 def announce(result: dict[str, Any], stream: Any = None) -> None:
