@@ -315,8 +315,9 @@ def table(args: argparse.Namespace) -> str:
         groups.setdefault((r["preset"], r["regulariser"], r["pred_loss"]), []).append(r)
     lines = [
         "| preset | regulariser | pred_loss | seeds | phi_o units per block (mean) | sum phi_o | "
-        "phi_oa units per block (mean) | sum phi_oa | phi_o params | MSE after rounding |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "phi_oa units per block (mean) | sum phi_oa | phi_o params | undecided thetas before rounding | "
+        "MSE after rounding |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (preset, reg, pred), group in sorted(groups.items()):
         o = np.mean([g["units_o"] for g in group], axis=0)
@@ -327,11 +328,29 @@ def table(args: argparse.Namespace) -> str:
             f"| {preset} | {reg} | {pred} | {len(group)} | {' '.join(f'{x:.0f}' for x in o)} | "
             f"{np.mean(so):.0f} ± {np.std(so):.0f} | {' '.join(f'{x:.0f}' for x in oa)} | "
             f"{np.mean(soa):.0f} ± {np.std(soa):.0f} | {np.mean([g['phi_o_params'] for g in group]) / 1e3:.1f}k | "
+            f"{np.mean([g['undecided_before_round'] for g in group]):.0f} | "
             f"{np.mean([g['eval_mse_per_entry_after_round'] for g in group]):.4f} |"
         )
     text = "\n".join(lines)
     print(text)
+    warmups = sorted(pathlib.Path(args.out).glob("warmup_seed*.pt"))
+    if warmups:  # the reference: the same networks before any theta moved
+        print(f"\nunpruned warm-up networks, MSE per entry on the same 4,096 transitions: "
+              f"{', '.join(f'{reference_mse(p, args.out):.4f}' for p in warmups)}")  # fmt: skip
     return text
+
+
+def reference_mse(warmup: pathlib.Path, out: str) -> float:
+    import torch as th
+
+    obs, actions, next_obs = _load_buffer(pathlib.Path(out))
+    state = th.load(warmup, weights_only=False)
+    ofe = _make_ofe(obs.shape[1], actions.shape[1], [128] * 6, [128] * 6)
+    ofe.load_state_dict(state["ofe"])
+    ofe.train(False)
+    index = th.randint(0, len(obs), (4096,), generator=th.Generator().manual_seed(7))
+    with th.no_grad():
+        return float(ofe.pred_loss(obs[index], actions[index], next_obs[index], reduction="mean"))
 
 
 def main() -> None:
@@ -355,6 +374,7 @@ def main() -> None:
     r.add_argument("--jobs", type=int, default=2)
     t = commands.add_parser("table", help="print the Markdown table of finished runs")
     t.add_argument("--results", default=RESULTS)
+    t.add_argument("--out", default="runs/calibration", help="where the warm-ups are (for the reference MSE)")
     args = parser.parse_args()
     if args.command == "collect":
         collect(pathlib.Path(args.out), args.sac_steps, args.random_steps, args.seed)
