@@ -291,7 +291,9 @@ def run_grid(args: argparse.Namespace) -> None:
     call = (args.out, args.results, args.warmup, args.updates, args.checkpoint_every)
     # specs of one seed after another, so an interrupted grid has every combination's first seeds
     todo.sort(key=lambda s: (s["preset"] != "prune-b", s["seed"]))
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+    from sb3_ofexi.sweep import die_with_parent
+
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"), initializer=die_with_parent) as pool:
         seeds = sorted({s["seed"] for s in todo})
         for future in as_completed([pool.submit(warmup_run, seed, args.out, args.warmup) for seed in seeds]):
             print(f"warm-up ready: {future.result()}", flush=True)

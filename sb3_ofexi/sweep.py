@@ -194,6 +194,16 @@ def _finish(index: int, result: dict[str, Any], progress: Progress, results: dic
         progress.live.console.print(f"{result['method']} seed {result['seed']}: {result.get('status')}")
 
 
+def die_with_parent() -> None:
+    """Worker initializer: on Linux, a worker is killed when the sweep's process dies (even by
+    SIGKILL), so a re-run never races an orphan writing into the same run folder."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _run_local(specs, todo, jobs, progress, results, poll_seconds) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     for index in todo:
@@ -204,7 +214,7 @@ def _run_local(specs, todo, jobs, progress, results, poll_seconds) -> None:
             progress.refresh()
             _finish(index, run_safely(specs[index]), progress, results)
         return
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=die_with_parent) as pool:
         pending: dict[Future, int] = {}
         queue = list(todo)
         while queue or pending:
