@@ -201,7 +201,10 @@ def die_with_parent() -> None:
         import ctypes
         import signal
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except OSError:  # not glibc: workers then outlive a killed sweep, as before
+            pass
 
 
 def _run_local(specs, todo, jobs, progress, results, poll_seconds) -> None:
