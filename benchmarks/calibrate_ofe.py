@@ -120,8 +120,9 @@ def _make_optimizer(ofe, lambda_ofe: float):
     """Adam as SAC_OFEXi builds it for OFEXiNet: L2 as weight decay on W and V, thetas at THETA_LR."""
     import torch as th
 
-    decay = [m.weight for m in ofe.modules() if isinstance(m, th.nn.Linear)]
-    decay += [b.v for b in [*ofe.phi_o.blocks, *ofe.phi_oa.blocks]]
+    from sb3_ofexi.policies import l2_weights
+
+    decay = l2_weights(ofe)  # W and V, as SACOFEXiPolicy's optimizer groups them
     ids = {id(p) for p in decay}
     thetas = [g.theta for g in ofe.phi_o.gates + ofe.phi_oa.gates]
     others = [p for n, p in ofe.named_parameters() if not n.endswith("theta") and id(p) not in ids]
