@@ -214,9 +214,11 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
     def _create_aliases(self) -> None:
         super()._create_aliases()
         self.ofe = self.policy.ofe
+        #: (critic weights, target weights, critic thetas, target thetas), for the target update
+        self._target_pairs: tuple[list[nn.Parameter], ...] | None = None
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "ofe"]
+        return [*super()._excluded_save_params(), "ofe", "_target_pairs"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
@@ -535,14 +537,15 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         A target's thetas are its critic's (not an average of them), so a prune, which removes
         the target's units with its critic's mask, never changes what the target computes.
         """
-        weights, target_weights, thetas, target_thetas = [], [], [], []
-        for (name, param), target in zip(self.critic.named_parameters(), self.critic_target.parameters()):
-            if name.endswith("theta"):
-                thetas.append(param.data)
-                target_thetas.append(target.data)
-            else:
-                weights.append(param)
-                target_weights.append(target)
+        if self._target_pairs is None:
+            # built once: surgery edits tensors in place, so the Parameter objects stay the same
+            pairs: tuple[list[nn.Parameter], ...] = ([], [], [], [])
+            for (name, param), target in zip(self.critic.named_parameters(), self.critic_target.parameters()):
+                offset = 2 if name.endswith("theta") else 0
+                pairs[offset].append(param)
+                pairs[offset + 1].append(target)
+            self._target_pairs = pairs
+        weights, target_weights, thetas, target_thetas = self._target_pairs
         polyak_update(weights, target_weights, self.tau)
         with th.no_grad():
             for target, theta in zip(target_thetas, thetas):
