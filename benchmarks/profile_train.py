@@ -1,69 +1,79 @@
-"""Where the time of one SAC_OFEXi gradient step goes (prune-b sizes, thetas learning).
+"""Where the time of one SAC_OFEXi gradient step goes, eager and compiled.
 
-Times each part of ``train()`` separately on the same model, interleaved, and prints
-milliseconds per gradient step and shares.
+For ``ofe`` and ``prune-b`` sizes (thetas frozen: the phase ``compile_step="auto"``
+compiles), runs ``train()`` under ``torch.profiler`` and splits the self time of every
+operation into: matrix multiplies, the other tensor kernels (inductor's fused kernels when
+compiled), the optimizer steps, and the rest (Python, dispatch, autograd engine, dynamo's
+cache lookup, replay sampling). Wall-clock ms per step come from an unprofiled run.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-import numpy as np
 import torch as th
+from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import BATCH, filled_model, script_main, set_phase, sync
-from sb3_ofexi.xi import xi_gates
+from sb3_ofexi.step import compiler_available
+
+MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+PARTS = ("matrix multiplies", "other tensor kernels", "optimizer, Polyak, projections", "Python, dispatch, autograd, dynamo")
+
+
+def _split(prof: Any, steps: int) -> dict[str, float]:
+    """ms per step of each part, from the profiler's self CPU times."""
+    parts = dict.fromkeys(PARTS, 0.0)
+    total = 0.0
+    for event in prof.key_averages():
+        ms = event.self_cpu_time_total / 1e3 / steps
+        total += ms
+        key = event.key
+        if key in MATMUL or (key.startswith("extern_kernels.") and "mm" in key):
+            parts["matrix multiplies"] += ms
+        elif key.startswith("Optimizer.") or key.startswith("aten::_fused_adam") or key.startswith("aten::_foreach"):
+            parts["optimizer, Polyak, projections"] += ms
+        elif key.startswith("aten::") or key.startswith("## Call CompiledFxGraph") or key.startswith("cpp_fused"):
+            parts["other tensor kernels"] += ms
+        else:
+            parts["Python, dispatch, autograd, dynamo"] += ms
+    parts["profiled total"] = total
+    return parts
 
 
 def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
-    reps = 5 if quick else 20
-    model = filled_model(preset="prune-b", theta_lr=0.01, device=device)
-    set_phase(model, 0.5)
-    policy, buffer = model.policy, model.replay_buffer
-    data = buffer.sample(BATCH)
-    obs = policy.obs_to_features_input(data.observations)
-    next_obs = policy.obs_to_features_input(data.next_observations)
-
-    def features() -> None:
-        with th.no_grad():
-            z_o, next_z_o = policy.ofe.features_o(th.cat([obs, next_obs])).chunk(2)
-            policy.ofe.features_oa(z_o, data.actions)
-            policy.ofe.features_oa(next_z_o, data.actions)
-
-    def theta_work() -> None:
-        policy.ofe_complexity(model.rho).total.backward()
-        d_z_o, d_z_oa = policy.feature_widths()
-        policy.actor.net.complexity(d_z_o).backward()
-        for q in policy.critic.q_networks:
-            q.complexity(d_z_oa).backward()
-        for gate in xi_gates(policy):
-            gate.project_()
-        for p in policy.parameters():
-            p.grad = None
-
-    parts = {
-        "replay sample (x2)": lambda: (buffer.sample(BATCH), buffer.sample(BATCH)),
-        "OFE update (incl. its sample)": lambda: model._ofe_update(BATCH),
-        "OFE features for RL (eval)": features,
-        "theta work (complexity grads, projection)": theta_work,
-        "whole train() step": lambda: model.train(1, BATCH),
-    }
-    times: dict[str, list[float]] = {k: [] for k in parts}
-    for _ in range(reps):
-        for name, fn in parts.items():
+    steps = 10 if quick else 50
+    variants = [False]
+    if compiler_available(device.split(":")[0])[0]:
+        variants.append(True)
+    else:
+        print(f"compiled variant skipped: {compiler_available(device.split(':')[0])[1]}")
+    results: dict[str, float] = {}
+    for preset, progress in (("ofe", 0.5), ("prune-b", 0.1)):
+        for compiled in variants:
+            model = filled_model(preset=preset, compile_step=compiled, device=device)
+            set_phase(model, progress)
+            model.train(3, BATCH)  # warm-up (and the build when compiled)
             sync(device)
             start = time.perf_counter()
-            fn()
+            model.train(steps, BATCH)
             sync(device)
-            times[name].append(time.perf_counter() - start)
-    medians = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-    total = medians["whole train() step"]
-    print(f"one gradient step at prune-b sizes ({model.param_counts()['train']:,} train params), batch {BATCH}:")
-    for name, ms in medians.items():
-        print(f"  {name:45s} {ms:7.2f} ms  ({ms / total:5.1%})")
-    rest = total - sum(v for k, v in medians.items() if k != "whole train() step" and k != "replay sample (x2)")
-    print(f"  {'SAC critic + actor + entropy updates (rest)':45s} {rest:7.2f} ms  ({rest / total:5.1%})")
-    return {f"profile_ms/{k}": v for k, v in medians.items()}
+            wall = (time.perf_counter() - start) / steps * 1e3
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                model.train(steps, BATCH)
+                sync(device)
+            parts = _split(prof, steps)
+            name = f"{preset} {'compiled' if compiled else 'eager'}"
+            print(f"{name} ({model.param_counts()['train']:,} train params, {model.xi_phase}), batch {BATCH}: "
+                  f"{wall:.2f} ms/step unprofiled")  # fmt: skip
+            for part in PARTS:
+                share = parts[part] / parts["profiled total"]
+                print(f"  {part:40s} {parts[part]:7.2f} ms  ({share:5.1%})")
+                results[f"profile_ms/{name}/{part}"] = parts[part]
+            results[f"profile_ms/{name}/wall"] = wall
+            del model
+    return results
 
 
 def main() -> None:

@@ -278,7 +278,12 @@ class SACOFEXiPolicy(BasePolicy):
         if self.use_xi:
             thetas = [g.theta for g in xi_gates(module)]
             groups.append({"params": thetas, "lr": self.theta_lr or lr, "decay": False, "theta": True})
-        return self.optimizer_class(groups, lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
+        kwargs = dict(self.optimizer_kwargs)
+        if self.optimizer_class in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & kwargs.keys():
+            # one fused kernel per step instead of ~10 tensor ops per parameter (the for-loop
+            # implementation torch picks on CPU): a third of an eager OFE step's overhead
+            kwargs["fused"] = True
+        return self.optimizer_class(groups, lr=lr, **kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -7,6 +7,7 @@ Networks" (arXiv 2507.11975), Algorithm 1; SPEC sections 1-5, 7, 8.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import pathlib
 from collections.abc import Iterator
@@ -23,7 +24,6 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
-from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
 from sb3_ofexi.complexity import REGULARISERS
@@ -32,6 +32,7 @@ from sb3_ofexi.ofenet import PRED_LOSSES
 from sb3_ofexi.policies import MlpPolicy, SACOFEXiPolicy
 from sb3_ofexi.presets import get_preset
 from sb3_ofexi.pruning import PruningCallback
+from sb3_ofexi.step import StepPieces, check_compile_step, shape_signature, use_compiled_step
 from sb3_ofexi.xi import XiGate, xi_gates
 
 SelfSAC_OFEXi = TypeVar("SelfSAC_OFEXi", bound="SAC_OFEXi")
@@ -115,6 +116,9 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
     :param ofe_pretrain_steps: OFE updates before the first RL update
         (default: 1% of the learn() budget, at most 10,000 -- the paper's 10k at 1M steps)
     :param ofe_target_dim: f_pred predicts the first ``ofe_target_dim`` observation entries (default all)
+    :param compile_step: run the gradient step's pieces through ``torch.compile``: ``True``,
+        ``False`` (eager, the reference) or ``"auto"`` (on CPU whenever no prune can change
+        the shapes; see :func:`sb3_ofexi.step.use_compiled_step` and docs/BENCHMARKS.md)
     :param sac_kwargs: everything :class:`stable_baselines3.SAC` accepts
     """
 
@@ -145,6 +149,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         prune_freq: int = 1000,
         ofe_pretrain_steps: int | None = None,
         ofe_target_dim: int | None = None,
+        compile_step: bool | str = "auto",
         policy_kwargs: dict[str, Any] | None = None,
         _init_setup_model: bool = True,
         **sac_kwargs: Any,
@@ -190,6 +195,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         self.xi_round = _schedule_value(xi_round)
         self.prune_freq = prune_freq
         self.ofe_pretrain_steps = ofe_pretrain_steps
+        self.compile_step = check_compile_step(compile_step)
         # schedule state (saved with the model)
         self._ofe_pretrained = False
         self._xi_rounded = False
@@ -216,9 +222,14 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         self.ofe = self.policy.ofe
         #: (critic weights, target weights, critic thetas, target thetas), for the target update
         self._target_pairs: tuple[list[nn.Parameter], ...] | None = None
+        #: the gradient step's pieces for the current shapes (step.StepPieces), and the thetas per net
+        self._pieces: StepPieces | None = None
+        self._thetas: dict[str, list[nn.Parameter]] = {}
+        #: times the compiled step was built (logged as time/step_rebuilds)
+        self._step_builds = 0
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "ofe", "_target_pairs"]
+        return [*super()._excluded_save_params(), "ofe", "_target_pairs", "_pieces", "_thetas", "_step_builds"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
@@ -351,6 +362,9 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         The optimizers keep the Adam moments of the surviving entries, and ``policy_kwargs``
         is updated to the new widths so that ``save``/``load`` rebuild the pruned shapes.
         """
+        if all(bool(gate.keep_mask(self.theta_tol).all()) for gate in self._gates()):
+            return False  # nothing to remove: the (compiled) step stays as it is
+        self._release_pieces()
         surgery = self.policy.prune_(self.theta_tol)
         if surgery.changed:
             self.policy_kwargs.update(self.policy.architecture_kwargs())
@@ -411,34 +425,145 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
             return self.ofe_pretrain_steps
         return min(10_000, int(0.01 * self._total_timesteps))
 
-    def _ofe_update(self, batch_size: int) -> th.Tensor:
+    def _ofe_update(self, batch_size: int, pieces: StepPieces | None = None) -> th.Tensor:
         """One OFE step on its own minibatch (Algorithm 1, lines 7-10); returns L_pred."""
+        pieces = pieces or self._step_pieces()
         data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
         ofe, optimizer = self.policy.ofe, self.policy.ofe_optimizer
-        ofe.train(True)
+        regularise = self.use_xi and self.xi_phase == "learning"  # thetas only move in this phase
         obs = self.policy.obs_to_features_input(data.observations)
         next_obs = self.policy.obs_to_features_input(data.next_observations)
-        pred_loss = ofe.pred_loss(obs, data.actions, next_obs, reduction=self.pred_loss)
-        loss = pred_loss  # + lambda_ofe/2 ||M_OFE||^2: the optimizer's weight decay
-        if self.use_xi and self.nu_ofe > 0 and self.xi_phase == "learning":
-            loss = loss + self.nu_ofe * self.policy.ofe_complexity(self.rho).regulariser(self.regulariser)
+        ofe.train(True)
+        loss, pred_loss = pieces.ofe_loss(obs, data.actions, next_obs, regularise)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         ofe.train(False)
-        if self.use_xi and self.xi_phase == "learning":  # thetas only move in this phase
-            for gate in xi_gates(ofe):
-                gate.project_()
-        return pred_loss.detach()
+        if regularise:
+            self._project(self._thetas["ofe"])
+        return pred_loss
 
-    def _rl_regulariser(self, net: nn.Module, nu: float, d_in: th.Tensor | None) -> th.Tensor | float:
-        """nu_x C_x of eq. (34), OFE thetas as constants (in ``d_in``).
+    # The pieces of a gradient step: pure tensor functions that step.StepPieces compiles.
+    def _ofe_loss(
+        self, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor, regularise: bool
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """Eq. (33): L_pred + nu_OFE C_OFE (the L2 part is Adam's weight decay); and L_pred."""
+        pred_loss = self.policy.ofe.pred_loss(obs, actions, next_obs, reduction=self.pred_loss)
+        loss = pred_loss
+        if regularise and self.nu_ofe > 0:
+            loss = loss + self.nu_ofe * self.policy.ofe_complexity(self.rho).regulariser(self.regulariser)
+        return loss, pred_loss.detach()
 
-        The lambda_rl/2 ||W_x||^2 part of eq. (34) is the optimizer's weight decay.
+    def _policy_forward(
+        self, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor
+    ) -> tuple[th.Tensor, ...]:
+        """OFE features (evaluation mode, no graph) and the actor's actions on z_o (with graph).
+
+        Everything a piece returns is differentiated by one backward (the actor's): a compiled
+        piece is one autograd node, so the entropy loss, which needs its own backward, is not here.
         """
-        if d_in is not None and nu > 0:  # d_in is None outside the learning phase
-            return nu * net.regulariser(d_in, self.regulariser)  # type: ignore[operator]
-        return 0.0
+        ofe = self.policy.ofe
+        with th.no_grad():
+            # obs and next_obs in one batch (Algorithm 1, lines 12-13); BN uses running stats
+            z_o, next_z_o = ofe.features_o(th.cat([obs, next_obs])).chunk(2)
+            z_oa = ofe.features_oa(z_o, actions)
+        actions_pi, log_prob = self.actor.action_log_prob(z_o)
+        return z_o, next_z_o, z_oa, actions_pi, log_prob.reshape(-1, 1)
+
+    def _critic_loss(
+        self,
+        next_z_o: th.Tensor,
+        z_oa: th.Tensor,
+        rewards: th.Tensor,
+        dones: th.Tensor,
+        discounts: th.Tensor | float,
+        ent_coef: th.Tensor,
+        regularise: bool,
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """Eq. (34) for the critics: the TD loss + nu_q C_q; and the TD loss.
+
+        Called with the actor in evaluation mode: networks not being updated are used in
+        evaluation mode (Algorithm 1, section 3.3).
+        """
+        ofe = self.policy.ofe
+        with th.no_grad():
+            next_actions, next_log_prob = self.actor.action_log_prob(next_z_o)
+            next_q_values = th.cat(self.critic_target(ofe.features_oa(next_z_o, next_actions)), dim=1)
+            next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+            next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
+            target_q_values = rewards + (1 - dones) * discounts * next_q_values
+        current_q_values = self.critic(z_oa)
+        critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+        loss = critic_loss
+        if regularise and self.nu_critic > 0:
+            d_z_oa = self.policy.feature_widths()[1]  # OFE thetas as constants
+            for q_net in self.critic.q_networks:
+                loss = loss + self.nu_critic * q_net.regulariser(d_z_oa, self.regulariser)
+        return loss, critic_loss.detach()  # type: ignore[union-attr]
+
+    def _actor_loss(
+        self, z_o: th.Tensor, actions_pi: th.Tensor, log_prob: th.Tensor, ent_coef: th.Tensor, regularise: bool
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """Eq. (34) for the actor: SAC's actor loss + nu_pi C_pi; and SAC's actor loss.
+
+        Differentiates through phi_oa and the critics w.r.t. the action only: called with their
+        parameters' requires_grad off and the critics in evaluation mode.
+        """
+        q_values_pi = th.cat(self.critic(self.policy.ofe.features_oa(z_o, actions_pi)), dim=1)
+        min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
+        actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
+        loss = actor_loss
+        if regularise and self.nu_actor > 0:
+            d_z_o = self.policy.feature_widths()[0]
+            loss = loss + self.nu_actor * self.actor.net.regulariser(d_z_o, self.regulariser)
+        return loss, actor_loss.detach()
+
+    def _step_pieces(self) -> StepPieces:
+        """The step's pieces for the current shapes and phase: compiled or eager (``compile_step``).
+
+        Decided again, and rebuilt, only when the shapes, the theta phase or the setting change.
+        """
+        regularise = self.use_xi and self.xi_phase == "learning"
+        modules = (self.policy.ofe, self.actor, self.critic, self.critic_target)
+        signature = (self.compile_step, self.xi_phase, self.device, shape_signature(modules))
+        if self._pieces is None or self._pieces.signature != signature:
+            compiled = use_compiled_step(
+                self.compile_step, self.device, phase_changes_shapes=regularise, steps_left=self._steps_in_phase()
+            )
+            pieces = {name: getattr(self, f"_{name}") for name in ("ofe_loss", "policy_forward", "critic_loss", "actor_loss")}
+            self._pieces = StepPieces(pieces, compiled, signature)
+            self._thetas = {
+                name: [gate.theta for gate in xi_gates(module)]
+                for name, module in (("ofe", self.policy.ofe), ("actor", self.actor), ("critic", self.critic))
+            }
+            self._step_builds += int(compiled)
+        return self._pieces
+
+    def _steps_in_phase(self) -> int:
+        """Env steps from now until the theta phase changes or the learn() budget ends."""
+        end = float(self._total_timesteps)
+        if self.use_xi:
+            end = min([end, *(s for s in self.schedule_steps() if s > self.num_timesteps)])
+        return max(0, int(end) - self.num_timesteps)
+
+    def _release_pieces(self) -> None:
+        """Drop the step's pieces before a surgery.
+
+        A compiled piece keeps references into the last autograd graph it ran, and a graph that
+        outlives a surgery keeps the pre-surgery shapes in the leaves' gradient accumulators
+        (see :class:`~sb3_ofexi.surgery.Surgery`); the next backward would then fail.
+        """
+        if self._pieces is not None and self._pieces.compiled:
+            self._pieces = None
+            gc.collect()  # the compiled functions sit in reference cycles
+
+    @staticmethod
+    def _project(thetas: list[th.Tensor]) -> None:
+        """Projected gradient step: clamp every theta into [0, 1] (eq. 6), in one call per net."""
+        if thetas:
+            with th.no_grad():
+                th._foreach_clamp_min_(thetas, 0.0)
+                th._foreach_clamp_max_(thetas, 1.0)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self._update_xi_phase()
@@ -447,38 +572,29 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         if self.ent_coef_optimizer is not None:
             optimizers += [self.ent_coef_optimizer]
         self._update_learning_rate(optimizers)
+        pieces = self._step_pieces()
 
         if not self._ofe_pretrained:
             for _ in range(self._pretrain_steps()):
-                self._ofe_update(batch_size)
+                self._ofe_update(batch_size, pieces)
             self._ofe_pretrained = True
 
         stats: dict[str, list[th.Tensor]] = {
             k: [] for k in ("aux_loss", "ent_coef", "ent_coef_loss", "actor_loss", "critic_loss")
         }
-        ofe, actor, critic = self.policy.ofe, self.actor, self.critic
+        actor, critic = self.actor, self.critic
         regularise = self.use_xi and self.xi_phase == "learning"  # thetas learn: nu terms and projections
         for gradient_step in range(gradient_steps):
-            stats["aux_loss"].append(self._ofe_update(batch_size))
+            stats["aux_loss"].append(self._ofe_update(batch_size, pieces))
 
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
             obs = self.policy.obs_to_features_input(replay_data.observations)
             next_obs = self.policy.obs_to_features_input(replay_data.next_observations)
-            with th.no_grad():
-                # OFENet in evaluation mode, obs and next_obs in one batch (Algorithm 1, lines 12-13)
-                z_o, next_z_o = ofe.features_o(th.cat([obs, next_obs])).chunk(2)
-                z_oa = ofe.features_oa(z_o, replay_data.actions)
-            # widths of z_o / z_oa for C_x (eqs. 25, 26); only needed while the thetas learn
-            d_z_o, d_z_oa = self.policy.feature_widths() if regularise else (None, None)
-
-            actions_pi, log_prob = actor.action_log_prob(z_o)
-            log_prob = log_prob.reshape(-1, 1)
-
-            ent_coef_loss = None
+            z_o, next_z_o, z_oa, actions_pi, log_prob = pieces.policy_forward(obs, next_obs, replay_data.actions)
             if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
                 ent_coef = th.exp(self.log_ent_coef.detach())
-                ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+                ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
                 stats["ent_coef_loss"].append(ent_coef_loss.detach())
                 self.ent_coef_optimizer.zero_grad()
                 ent_coef_loss.backward()
@@ -487,43 +603,28 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
                 ent_coef = self.ent_coef_tensor
             stats["ent_coef"].append(ent_coef.reshape(()))
 
-            with th.no_grad():
-                # networks not being updated are used in evaluation mode (Algorithm 1, section 3.3)
-                actor.train(False)
-                next_actions, next_log_prob = actor.action_log_prob(next_z_o)
-                actor.train(True)
-                next_q_values = th.cat(self.critic_target(ofe.features_oa(next_z_o, next_actions)), dim=1)
-                next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
-                next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
-                target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
-
-            current_q_values = critic(z_oa)
-            critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
-            stats["critic_loss"].append(critic_loss.detach())  # type: ignore[union-attr]
-            for q_net in critic.q_networks:
-                critic_loss = critic_loss + self._rl_regulariser(q_net, self.nu_critic, d_z_oa)
+            actor.train(False)
+            critic_loss, td_loss = pieces.critic_loss(
+                next_z_o, z_oa, replay_data.rewards, replay_data.dones, discounts, ent_coef, regularise
+            )
+            actor.train(True)
+            stats["critic_loss"].append(td_loss)
             critic.optimizer.zero_grad()
-            critic_loss.backward()  # type: ignore[union-attr]
+            critic_loss.backward()
             critic.optimizer.step()
             if regularise:
-                for gate in xi_gates(critic):
-                    gate.project_()
+                self._project(self._thetas["critic"])
 
-            # the actor loss differentiates through phi_oa and the critics w.r.t. the action only
-            with _no_param_grad(ofe, critic):
+            with _no_param_grad(self.policy.ofe, critic):
                 critic.train(False)
-                q_values_pi = th.cat(critic(ofe.features_oa(z_o, actions_pi)), dim=1)
+                actor_loss, sac_actor_loss = pieces.actor_loss(z_o, actions_pi, log_prob, ent_coef, regularise)
                 critic.train(True)
-            min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
-            actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
-            stats["actor_loss"].append(actor_loss.detach())
-            actor_loss = actor_loss + self._rl_regulariser(actor.net, self.nu_actor, d_z_o)
+            stats["actor_loss"].append(sac_actor_loss)
             actor.optimizer.zero_grad()
             actor_loss.backward()
             actor.optimizer.step()
             if regularise:
-                for gate in xi_gates(actor):
-                    gate.project_()
+                self._project(self._thetas["actor"])
 
             if gradient_step % self.target_update_interval == 0:
                 self._update_critic_target()
@@ -546,10 +647,10 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
                 pairs[offset + 1].append(target)
             self._target_pairs = pairs
         weights, target_weights, thetas, target_thetas = self._target_pairs
-        polyak_update(weights, target_weights, self.tau)
-        with th.no_grad():
-            for target, theta in zip(target_thetas, thetas):
-                target.copy_(theta)
+        with th.no_grad():  # one foreach call each instead of SB3's per-tensor loop
+            th._foreach_lerp_(target_weights, weights, self.tau)  # (1 - tau) target + tau weight
+            if thetas:
+                th._foreach_copy_(target_thetas, thetas)
 
     def _log_train_stats(self, stats: dict[str, list[th.Tensor]]) -> None:
         """One host sync per train() call: everything is stacked and read at once."""
@@ -583,6 +684,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         for name, value in zip(names, stacked.tolist()):  # the one host sync of train()
             self.logger.record(name, value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("time/step_compiled", float(self._pieces is not None and self._pieces.compiled))
+        self.logger.record("time/step_rebuilds", max(0, self._step_builds - 1))
         self.logger.record("train/xi_learning", float(self.xi_phase == "learning"))
         self.log_sizes()
 

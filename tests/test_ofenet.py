@@ -53,7 +53,7 @@ def test_rl_update_leaves_ofe_bit_identical_and_ofe_update_changes_it():
     before = _ofe_state(model)
     critic_before = [p.clone() for p in model.critic.parameters()]
     # an RL update alone: SAC_OFEXi.train with the OFE step switched off
-    model._ofe_update = lambda batch_size: th.zeros(())
+    model._ofe_update = lambda batch_size, pieces=None: th.zeros(())
     model.train(gradient_steps=3, batch_size=32)
     after = _ofe_state(model)
     assert all(th.equal(before[k], after[k]) for k in before), "an RL loss changed an OFE weight, theta or BN stat"

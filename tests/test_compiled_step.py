@@ -1,0 +1,161 @@
+"""The compiled gradient step (compile_step=): same numbers as eager, rebuilt only on shape changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+
+from sb3_ofexi import SAC_OFEXi
+from sb3_ofexi import step as step_module
+from sb3_ofexi.step import AUTO_MIN_STEPS, compiler_available, use_compiled_step
+from sb3_ofexi.xi import xi_gates
+from tests.conftest import make_model
+
+needs_compiler = pytest.mark.skipif(
+    not compiler_available("cpu")[0], reason=f"torch.compile unavailable: {compiler_available('cpu')[1]}"
+)
+# a prune-b model with the short-run theta settings, every theta phase inside 600 env steps
+PHASED = dict(preset="prune-b", theta_lr=0.05, xi_start=0.3, xi_round=0.6, prune_freq=0, learning_starts=100)
+
+
+def _pair(**kwargs) -> tuple[SAC_OFEXi, SAC_OFEXi]:
+    """Two identical models (same seed, same replay data), one eager, one compiled."""
+    models = []
+    for compiled in (False, True):
+        model = make_model(compile_step=compiled, **{**PHASED, **kwargs})
+        model.learn(100)  # collection only: learning_starts == budget
+        model._ofe_pretrained = True
+        model._total_timesteps = 1000  # the schedule's budget for direct train() calls
+        models.append(model)
+    eager, compiled_model = models
+    for a, b in zip(eager.policy.state_dict().values(), compiled_model.policy.state_dict().values()):
+        assert th.equal(a, b)
+    return eager, compiled_model
+
+
+# SGD: Adam turns a gradient that is float noise (a bias right before BatchNorm has a zero
+# gradient in exact arithmetic; a dead unit's weights) into an lr-sized step of random sign,
+# so after a few Adam steps two float-equal computations differ by ~lr in such entries.
+# With SGD the parameters carry the gradients' agreement; the Adam run compares the losses.
+SGD = dict(policy_kwargs=dict(net_arch=[16, 16], optimizer_class=th.optim.SGD))
+
+
+def _train_both(models: tuple[SAC_OFEXi, SAC_OFEXi], progress: float, steps: int, seed: int) -> None:
+    """Put both at ``progress`` of the budget and train them on the same draws (replay and torch)."""
+    for model in models:
+        model.num_timesteps = int(progress * model._total_timesteps)
+        model._current_progress_remaining = 1.0 - progress
+        np.random.seed(seed)  # SB3's replay sampling
+        th.manual_seed(seed)  # gates, actor noise (fallback_random: the same draws compiled)
+        model.train(steps, model.batch_size)
+
+
+def _optimizers(model: SAC_OFEXi) -> list[th.optim.Optimizer]:
+    return [model.policy.ofe_optimizer, model.actor.optimizer, model.critic.optimizer]
+
+
+def _assert_close(eager: SAC_OFEXi, compiled: SAC_OFEXi) -> None:
+    assert eager.xi_phase == compiled.xi_phase
+    assert eager.param_counts() == compiled.param_counts()
+    for (name, a), b in zip(eager.policy.state_dict().items(), compiled.policy.state_dict().values()):
+        assert a.shape == b.shape, name
+        th.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
+@needs_compiler
+def test_compiled_step_computes_what_the_eager_step_computes_in_every_phase():
+    eager, compiled = _pair(**SGD)
+    for progress, phase in ((0.15, "frozen"), (0.45, "learning"), (0.7, "rounded")):
+        if phase == "rounded":  # some units below 0.5: rounding zeroes them and the prune removes them
+            for model in (eager, compiled):
+                with th.no_grad():
+                    for gate in (model.policy.ofe.phi_o.gates[0], model.actor.net.gates[1]):
+                        gate.theta[:3] = 0.2
+        _train_both((eager, compiled), progress, steps=4, seed=int(progress * 100))
+        assert compiled.xi_phase == phase
+        assert compiled._pieces is not None and compiled._pieces.compiled
+        assert eager._pieces is not None and not eager._pieces.compiled
+        _assert_close(eager, compiled)
+    # rounded: thetas 0/1, zeros pruned, so the shapes changed between the phases
+    assert compiled.param_counts()["train"] < make_model(**PHASED).param_counts()["train"]
+    assert compiled._step_builds == 3  # one build per phase, and no more
+    assert eager._step_builds == 0
+
+
+@needs_compiler
+def test_compiled_step_gives_the_eager_losses_with_adam():
+    eager, compiled = _pair()
+    _train_both((eager, compiled), 0.45, steps=5, seed=3)  # thetas learning
+    names = ("aux_loss", "critic_loss", "actor_loss", "ent_coef_loss", "complexity_ofe", "theta_mean_actor")
+    for name in names:
+        a, b = (m.logger.name_to_value[f"train/{name}"] for m in (eager, compiled))
+        assert b == pytest.approx(a, rel=1e-3, abs=1e-5), name
+
+
+@needs_compiler
+def test_step_is_rebuilt_only_when_a_prune_changes_a_shape():
+    model = make_model(compile_step=True, **PHASED)
+    model.learn(100)
+    model._ofe_pretrained = True
+    model._total_timesteps = 1000
+    model.num_timesteps, model._current_progress_remaining = 450, 0.55  # thetas learning
+    model.train(2, model.batch_size)
+    assert model._step_builds == 1
+    assert not model.prune()  # nothing below theta_tol: no shape change
+    model.train(2, model.batch_size)
+    assert model._step_builds == 1
+    with th.no_grad():
+        gate = next(g for g in xi_gates(model.actor))
+        gate.theta[:3] = 0.0
+    assert model.prune()
+    model.train(2, model.batch_size)
+    assert model._step_builds == 2
+    model.train(2, model.batch_size)
+    assert model._step_builds == 2
+    assert model.logger.name_to_value["time/step_rebuilds"] == 1
+    assert model.logger.name_to_value["time/step_compiled"] == 1.0
+
+
+@needs_compiler
+def test_compiled_model_saves_loads_and_keeps_training(tmp_path):
+    model = make_model(compile_step=True, **PHASED)
+    model.learn(200)
+    assert model._pieces is not None and model._pieces.compiled
+    model.save(tmp_path / "m.zip")
+    loaded = SAC_OFEXi.load(tmp_path / "m.zip", env=model.get_env())
+    assert loaded.compile_step is True and loaded._pieces is None
+    obs = model.get_env().reset()
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    loaded.learn(50, reset_num_timesteps=False)
+    assert loaded._pieces is not None and loaded._pieces.compiled
+    assert loaded.num_timesteps == 250
+
+
+def test_auto_compiles_on_cpu_only_for_long_stretches_with_fixed_shapes(monkeypatch):
+    monkeypatch.setattr(step_module, "compiler_available", lambda device_type: (True, ""))
+    cpu, cuda = th.device("cpu"), th.device("cuda")
+    assert use_compiled_step("auto", cpu, phase_changes_shapes=False, steps_left=AUTO_MIN_STEPS)
+    assert not use_compiled_step("auto", cpu, phase_changes_shapes=False, steps_left=AUTO_MIN_STEPS - 1)
+    assert not use_compiled_step("auto", cpu, phase_changes_shapes=True, steps_left=10**6)
+    assert not use_compiled_step("auto", cuda, phase_changes_shapes=False, steps_left=10**6)
+    assert use_compiled_step(True, cpu, phase_changes_shapes=True, steps_left=0)
+    assert not use_compiled_step(False, cpu, phase_changes_shapes=False, steps_left=10**6)
+    monkeypatch.setattr(step_module, "compiler_available", lambda device_type: (False, "no C++ compiler"))
+    assert not use_compiled_step("auto", cpu, phase_changes_shapes=False, steps_left=10**6)
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        use_compiled_step(True, cpu, phase_changes_shapes=False, steps_left=10**6)
+
+
+def test_short_runs_stay_eager_under_auto():
+    model = make_model(**PHASED)
+    assert model.compile_step == "auto"
+    model.learn(300)
+    assert model._pieces is not None and not model._pieces.compiled
+    assert model._step_builds == 0
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, "AUTO"])
+def test_bad_compile_step_raises(value):
+    with pytest.raises(ValueError, match="compile_step"):
+        make_model(compile_step=value)
