@@ -26,6 +26,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from torch import nn
 
+from sb3_ofexi.buffers import DeviceReplayBuffer
 from sb3_ofexi.complexity import REGULARISERS
 from sb3_ofexi.export import DeployedPolicy, export_policy
 from sb3_ofexi.ofenet import PRED_LOSSES
@@ -205,6 +206,9 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
             self._setup_model()
 
     def _setup_model(self) -> None:
+        if self.replay_buffer_class is None and self.device.type == "cuda":
+            # minibatches gathered on the GPU: no numpy gather and host copy per sample
+            self.replay_buffer_class = DeviceReplayBuffer
         super()._setup_model()
         if self.observation_space is not None and self.action_space is not None:  # also on load()
             check_spaces(self.observation_space, self.action_space)
