@@ -151,6 +151,20 @@ class OFEComplexity:
         ]
         return coef_o, coef_oa
 
+    def regulariser_parts(self, mode: str) -> tuple[Scalar, Scalar]:
+        """:meth:`regulariser` split into the terms whose gradient reaches phi_o's and phi_oa's thetas.
+
+        Their gradients add up to :meth:`regulariser`'s; a size budget weights them apart.
+        """
+        if mode == "autograd":  # C with the other DenseNet's norms as constants, once per DenseNet
+            fixed_o, fixed_oa = [_detached(n) for n in self.norms_o], [_detached(n) for n in self.norms_oa]
+            args = (self.d_o, self.d_a, self.target_dim)
+            part_o = ofe_complexity(*args, self.norms_o, fixed_oa, self.first_pi, self.first_q, self.rho).total
+            part_oa = ofe_complexity(*args, fixed_o, self.norms_oa, self.first_pi, self.first_q, self.rho).total
+            return part_o, part_oa
+        coef_o, coef_oa = self.paper_coefficients()
+        return _weighted_sum(coef_o, self.norms_o), _weighted_sum(coef_oa, self.norms_oa)
+
     def regulariser(self, mode: str) -> Scalar:
         """The theta-dependent part of C_OFE in the chosen convention (``nu_OFE`` not applied)."""
         if mode == "autograd":

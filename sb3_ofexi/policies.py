@@ -14,7 +14,14 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim, prepro
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_ofexi.complexity import OFEComplexity, mlp_complexity, mlp_regulariser, ofe_complexity, theta_norm
+from sb3_ofexi.complexity import (
+    OFEComplexity,
+    densenet_complexity,
+    mlp_complexity,
+    mlp_regulariser,
+    ofe_complexity,
+    theta_norm,
+)
 from sb3_ofexi.ofenet import OFEXiNet, XiDenseBlock
 from sb3_ofexi.surgery import Surgery, make_linear
 from sb3_ofexi.xi import XiGate, xi_gates
@@ -387,6 +394,30 @@ class SACOFEXiPolicy(BasePolicy):
         """deploy = phi_o + actor; train = phi_o + phi_oa + f_pred + actor + critics."""
         phi_o, actor = count_params(self.ofe.phi_o), count_params(self.actor)
         return {"deploy": phi_o + actor, "train": count_params(self.ofe) + actor + count_params(self.critic)}
+
+    def expected_param_counts(self) -> dict[str, th.Tensor]:
+        """:meth:`param_counts` with every width replaced by its expected value ``||theta_l||_1``.
+
+        The same sums as C (eqs. 21-23, 31) at rho = 1, without charging the RL networks'
+        first layers to OFENet twice; at thetas in {0, 1} this is exactly what
+        :meth:`param_counts` gives after the prune. No gradient (used to steer nu).
+        """
+        with th.no_grad():
+            ofe, d_a = self.ofe, self.ofe.action_dim
+            norms_o = [theta_norm(g.theta) for g in ofe.phi_o.gates]
+            norms_oa = [theta_norm(g.theta) for g in ofe.phi_oa.gates]
+            d_z_o = ofe.obs_dim + sum(norms_o)
+            d_z_oa = d_z_o + d_a + sum(norms_oa)
+            deploy = densenet_complexity(ofe.obs_dim, norms_o) + mlp_complexity(
+                d_z_o, self.actor.net.theta_norms(), self.actor.net.out_features
+            )
+            train = (
+                deploy
+                + densenet_complexity(d_z_o + d_a, norms_oa)
+                + (1 + d_z_oa) * ofe.target_dim
+                + sum(mlp_complexity(d_z_oa, q.theta_norms(), q.out_features) for q in self.critic.q_networks)
+            )
+        return {"deploy": th.as_tensor(deploy), "train": th.as_tensor(train)}
 
     def paper_param_counts(self) -> dict[str, int]:
         """The paper's Table 4 convention: deploy as :meth:`param_counts`; train without f_pred

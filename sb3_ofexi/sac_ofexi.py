@@ -26,8 +26,9 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from torch import nn
 
+from sb3_ofexi.budget import BUDGET_KINDS, REACH, budget_params, check_budget, dual_update, fit_to_budget, target_size
 from sb3_ofexi.buffers import DeviceReplayBuffer
-from sb3_ofexi.complexity import REGULARISERS
+from sb3_ofexi.complexity import REGULARISERS, densenet_complexity, mlp_complexity
 from sb3_ofexi.export import DeployedPolicy, export_policy
 from sb3_ofexi.ofenet import PRED_LOSSES
 from sb3_ofexi.policies import MlpPolicy, SACOFEXiPolicy
@@ -117,9 +118,17 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
     :param ofe_pretrain_steps: OFE updates before the first RL update
         (default: 1% of the learn() budget, at most 10,000 -- the paper's 10k at 1M steps)
     :param ofe_target_dim: f_pred predicts the first ``ofe_target_dim`` observation entries (default all)
+    :param deploy_budget: deploy parameters (``param_counts()["deploy"]``) the model must end at or
+        below: an int, or a float in (0, 1) for a fraction of the initial size. While thetas
+        learn, nu_actor and nu_OFE's phi_o share are steered towards it (sb3_ofexi.budget)
+    :param train_budget: the same for train parameters; steers every nu
+    :param budget_rate: e-folds a nu multiplier can move over the learning phase at a relative
+        size gap of 1 (dual-ascent step size; 10 by default: 30 overshot and undershot the budget
+        in short Pendulum runs, 3 lagged until rounding had to drop ~20 units)
     :param compile_step: run the gradient step's pieces through ``torch.compile``: ``True``,
-        ``False`` (eager, the reference) or ``"auto"`` (on CPU whenever no prune can change
-        the shapes; see :func:`sb3_ofexi.step.use_compiled_step` and docs/BENCHMARKS.md)
+        ``False`` (eager, the reference) or ``"auto"`` (on CPU, for long stretches in which no
+        prune can change the shapes, networks up to 1M train parameters; see
+        :func:`sb3_ofexi.step.use_compiled_step` and docs/BENCHMARKS.md)
     :param sac_kwargs: everything :class:`stable_baselines3.SAC` accepts
     """
 
@@ -151,6 +160,9 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         ofe_pretrain_steps: int | None = None,
         ofe_target_dim: int | None = None,
         compile_step: bool | str = "auto",
+        deploy_budget: int | float | None = None,
+        train_budget: int | float | None = None,
+        budget_rate: float = 10.0,
         policy_kwargs: dict[str, Any] | None = None,
         _init_setup_model: bool = True,
         **sac_kwargs: Any,
@@ -197,6 +209,21 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         self.prune_freq = prune_freq
         self.ofe_pretrain_steps = ofe_pretrain_steps
         self.compile_step = check_compile_step(compile_step)
+        self.deploy_budget = check_budget(deploy_budget, "deploy_budget")
+        self.train_budget = check_budget(train_budget, "train_budget")
+        if isinstance(budget_rate, bool) or not isinstance(budget_rate, (int, float)) or not budget_rate > 0:
+            raise ValueError(f"budget_rate={budget_rate!r} is invalid: accepted: a number > 0")
+        self.budget_rate = float(budget_rate)
+        if self._has_budget and not self.use_xi:
+            raise ValueError(
+                f"deploy_budget={self.deploy_budget!r}, train_budget={self.train_budget!r} need the gates: "
+                "accepted with use_xi=True (a prune-* preset), not with use_xi=False"
+            )
+        # budget state (saved with the model): nu multipliers, the sizes budgets are fractions of
+        self.nu_multipliers = {kind: 1.0 for kind in BUDGET_KINDS}
+        self.initial_param_counts: dict[str, int] | None = None
+        self.budget_dropped_units = 0
+        self._budget_last_step: int | None = None
         # schedule state (saved with the model)
         self._ofe_pretrained = False
         self._xi_rounded = False
@@ -220,6 +247,13 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         ):
             for group in optimizer.param_groups:
                 group["weight_decay"] = lam if group.get("decay") else 0.0
+        if self.initial_param_counts is None:  # a new model (a loaded one keeps its own)
+            self.initial_param_counts = self.policy.param_counts()
+            self._check_budgets()
+        #: nu multipliers per network (phi_o, phi_oa, actor, critic) as a tensor the loss pieces
+        #: read, so that steering nu never changes what a compiled piece was built for
+        self._nu_scale = th.ones(4, device=self.device)
+        self._refresh_nu_scale()
 
     def _create_aliases(self) -> None:
         super()._create_aliases()
@@ -233,7 +267,9 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         self._step_builds = 0
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "ofe", "_target_pairs", "_pieces", "_thetas", "_step_builds"]
+        return [
+            *super()._excluded_save_params(), "ofe", "_target_pairs", "_pieces", "_thetas", "_step_builds", "_nu_scale"
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
@@ -310,6 +346,82 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         """Units per hidden layer of phi_o, phi_oa, the actor and each critic (the survivors)."""
         return self.policy.unit_counts()
 
+    # --- size budgets (sb3_ofexi.budget) ------------------------------------------------------
+    @property
+    def _has_budget(self) -> bool:
+        return self.deploy_budget is not None or self.train_budget is not None
+
+    def budgets(self) -> dict[str, int]:
+        """The budgets that are set, in parameters (``{"deploy": n, "train": n}``)."""
+        assert self.initial_param_counts is not None
+        given = {"deploy": self.deploy_budget, "train": self.train_budget}
+        return {k: budget_params(v, self.initial_param_counts[k]) for k, v in given.items() if v is not None}
+
+    def _check_budgets(self) -> None:
+        """A budget must lie between the smallest network the architecture prunes to and the initial size."""
+        if not self._has_budget:
+            return
+        ofe, actor = self.policy.ofe, self.actor.net
+        d_o, d_a, target_dim = ofe.obs_dim, ofe.action_dim, ofe.target_dim
+        # every DenseNet unit gone, one unit left in each MLP hidden layer
+        deploy = densenet_complexity(d_o, [0] * len(ofe.phi_o.units)) + mlp_complexity(
+            d_o, [1] * len(actor.units), actor.out_features
+        )
+        train = deploy + densenet_complexity(d_o + d_a, [0] * len(ofe.phi_oa.units)) + (1 + d_o + d_a) * target_dim
+        train += sum(mlp_complexity(d_o + d_a, [1] * len(q.units), 1) for q in self.critic.q_networks)
+        smallest = {"deploy": int(deploy), "train": int(train)}
+        for kind, budget in self.budgets().items():
+            value, initial = getattr(self, f"{kind}_budget"), self.initial_param_counts[kind]  # type: ignore[index]
+            if budget > initial:
+                raise ValueError(f"{kind}_budget={value!r} is larger than the initial {kind} size ({initial:,} "
+                                 f"parameters): accepted: an int <= {initial:,}, or a float in (0, 1)")  # fmt: skip
+            if budget < smallest[kind]:
+                raise ValueError(f"{kind}_budget={value!r} ({budget:,} parameters) is below the smallest {kind} "
+                                 f"size these networks can be pruned to ({smallest[kind]:,}): accepted: "
+                                 f"{smallest[kind]:,} to {initial:,} parameters")  # fmt: skip
+
+    def _refresh_nu_scale(self) -> None:
+        m_deploy, m_train = self.nu_multipliers["deploy"], self.nu_multipliers["train"]
+        scale = [m_deploy * m_train, m_train, m_deploy * m_train, m_train]  # phi_o, phi_oa, actor, critic
+        self._nu_scale.copy_(th.tensor(scale, dtype=self._nu_scale.dtype))
+
+    def _steer_budgets(self) -> None:
+        """Dual ascent on each budget's gap (expected size - target path), once per train() call."""
+        budgets = self.budgets()
+        start, round_at = self.schedule_steps()
+        reach = start + REACH * (round_at - start)
+        now = self.num_timesteps
+        last = self._budget_last_step if self._budget_last_step is not None else min(now, int(start))
+        eta_steps = self.budget_rate * max(0, now - last) / max(1.0, round_at - start)
+        self._budget_last_step = now
+        expected = self.policy.expected_param_counts()
+        values = th.stack([expected[k] for k in budgets]).tolist()  # one host sync
+        for (kind, budget), size in zip(budgets.items(), values):
+            target = target_size(self.initial_param_counts[kind], budget, start, reach, now)  # type: ignore[index]
+            self.nu_multipliers[kind] = dual_update(self.nu_multipliers[kind], size, target, eta_steps)
+            self.logger.record(f"xi/expected_{kind}_params", size)
+            self.logger.record(f"xi/target_{kind}_params", target)
+            self.logger.record(f"xi/nu_multiplier_{kind}", self.nu_multipliers[kind])
+        self._refresh_nu_scale()
+
+    def _fit_budgets(self, scores: dict[int, th.Tensor]) -> None:
+        """After rounding: drop the lowest-theta units of the constrained networks until each budget holds."""
+        ofe_gates = {id(g) for g in xi_gates(self.policy.ofe)}
+        for kind, budget in self.budgets().items():
+            gates = [*self.policy.ofe.phi_o.gates, *self.actor.net.gates] if kind == "deploy" else self._gates()
+            dropped = fit_to_budget(
+                [g.theta.data for g in gates],
+                [scores[id(g)] for g in gates],
+                [id(g) not in ofe_gates for g in gates],  # an MLP layer keeps one unit; a DenseNet block may go
+                lambda: float(self.policy.expected_param_counts()[kind]),  # noqa: B023 (called right here)
+                budget,
+            )
+            self.budget_dropped_units += dropped
+            self.logger.record(f"xi/budget_dropped_units_{kind}", dropped)
+            if dropped and self.verbose >= 1:
+                print(f"[{self.num_timesteps}] {kind} budget {budget:,}: rounding kept too much, dropped the "
+                      f"{dropped} lowest-theta units")  # fmt: skip
+
     # --- theta schedule (SPEC section 3) -------------------------------------------------------
     def _gates(self) -> list[XiGate]:
         return [*xi_gates(self.policy.ofe), *xi_gates(self.actor), *xi_gates(self.critic)]
@@ -351,9 +463,15 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         self.xi_phase = phase
 
     def round_thetas(self) -> None:
-        """Round every theta to 0/1 (and the critic targets' to their critic's) and freeze them."""
+        """Round every theta to 0/1 (and the critic targets' to their critic's) and freeze them.
+
+        With a budget, units are then dropped, lowest theta first, until the rounded networks fit.
+        """
+        scores = {id(g): g.theta.detach().clone() for g in self._gates()} if self._has_budget else {}
         for gate in self._gates():
             gate.round_()
+        if self._has_budget:
+            self._fit_budgets(scores)
         for q_net, q_target in zip(self.critic.q_networks, self.critic_target.q_networks):
             for gate, gate_target in zip(q_net.gates, q_target.gates):
                 gate_target.theta.data.copy_(gate.theta.data)
@@ -455,7 +573,12 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         pred_loss = self.policy.ofe.pred_loss(obs, actions, next_obs, reduction=self.pred_loss)
         loss = pred_loss
         if regularise and self.nu_ofe > 0:
-            loss = loss + self.nu_ofe * self.policy.ofe_complexity(self.rho).regulariser(self.regulariser)
+            complexity = self.policy.ofe_complexity(self.rho)
+            if self._has_budget:  # phi_o and phi_oa answer to different budgets
+                part_o, part_oa = complexity.regulariser_parts(self.regulariser)
+                loss = loss + self.nu_ofe * (self._nu_scale[0] * part_o + self._nu_scale[1] * part_oa)
+            else:
+                loss = loss + self.nu_ofe * complexity.regulariser(self.regulariser)
         return loss, pred_loss.detach()
 
     def _policy_forward(
@@ -501,8 +624,9 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         loss = critic_loss
         if regularise and self.nu_critic > 0:
             d_z_oa = self.policy.feature_widths()[1]  # OFE thetas as constants
+            nu = self.nu_critic * self._nu_scale[3] if self._has_budget else self.nu_critic
             for q_net in self.critic.q_networks:
-                loss = loss + self.nu_critic * q_net.regulariser(d_z_oa, self.regulariser)
+                loss = loss + nu * q_net.regulariser(d_z_oa, self.regulariser)
         return loss, critic_loss.detach()  # type: ignore[union-attr]
 
     def _actor_loss(
@@ -519,7 +643,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         loss = actor_loss
         if regularise and self.nu_actor > 0:
             d_z_o = self.policy.feature_widths()[0]
-            loss = loss + self.nu_actor * self.actor.net.regulariser(d_z_o, self.regulariser)
+            nu = self.nu_actor * self._nu_scale[2] if self._has_budget else self.nu_actor
+            loss = loss + nu * self.actor.net.regulariser(d_z_o, self.regulariser)
         return loss, actor_loss.detach()
 
     def _step_pieces(self) -> StepPieces:
@@ -532,7 +657,11 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         signature = (self.compile_step, self.xi_phase, self.device, shape_signature(modules))
         if self._pieces is None or self._pieces.signature != signature:
             compiled = use_compiled_step(
-                self.compile_step, self.device, phase_changes_shapes=regularise, steps_left=self._steps_in_phase()
+                self.compile_step,
+                self.device,
+                phase_changes_shapes=regularise,
+                steps_left=self._steps_in_phase(),
+                train_params=self.param_counts()["train"],
             )
             pieces = {name: getattr(self, f"_{name}") for name in ("ofe_loss", "policy_forward", "critic_loss", "actor_loss")}
             self._pieces = StepPieces(pieces, compiled, signature)
@@ -576,6 +705,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         if self.ent_coef_optimizer is not None:
             optimizers += [self.ent_coef_optimizer]
         self._update_learning_rate(optimizers)
+        if self._has_budget and self.xi_phase == "learning":
+            self._steer_budgets()
         pieces = self._step_pieces()
 
         if not self._ofe_pretrained:

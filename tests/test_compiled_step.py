@@ -8,7 +8,7 @@ import torch as th
 
 from sb3_ofexi import SAC_OFEXi
 from sb3_ofexi import step as step_module
-from sb3_ofexi.step import AUTO_MIN_STEPS, compiler_available, use_compiled_step
+from sb3_ofexi.step import AUTO_MAX_PARAMS, AUTO_MIN_STEPS, compiler_available, use_compiled_step
 from sb3_ofexi.xi import xi_gates
 from tests.conftest import make_model
 
@@ -118,33 +118,37 @@ def test_step_is_rebuilt_only_when_a_prune_changes_a_shape():
 
 
 @needs_compiler
-def test_compiled_model_saves_loads_and_keeps_training(tmp_path):
-    model = make_model(compile_step=True, **PHASED)
-    model.learn(200)
-    assert model._pieces is not None and model._pieces.compiled
+def test_auto_compiles_a_long_fixed_shape_stretch_and_the_model_saves_loads_and_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr(step_module, "AUTO_MIN_STEPS", 100)  # "long" for this test
+    model = make_model(preset="ofe", ofe_units=8, learning_starts=100)
+    assert model.compile_step == "auto"
+    model.learn(250)  # 150 steps left at the first train(): compiled
+    assert model._pieces is not None and model._pieces.compiled and model._step_builds == 1
     model.save(tmp_path / "m.zip")
     loaded = SAC_OFEXi.load(tmp_path / "m.zip", env=model.get_env())
-    assert loaded.compile_step is True and loaded._pieces is None
+    assert loaded.compile_step == "auto" and loaded._pieces is None
     obs = model.get_env().reset()
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
-    loaded.learn(50, reset_num_timesteps=False)
-    assert loaded._pieces is not None and loaded._pieces.compiled
-    assert loaded.num_timesteps == 250
+    loaded.learn(50, reset_num_timesteps=False)  # 50 steps left: below the threshold, eager
+    assert loaded._pieces is not None and not loaded._pieces.compiled
+    assert loaded.num_timesteps == 300
 
 
 def test_auto_compiles_on_cpu_only_for_long_stretches_with_fixed_shapes(monkeypatch):
     monkeypatch.setattr(step_module, "compiler_available", lambda device_type: (True, ""))
     cpu, cuda = th.device("cpu"), th.device("cuda")
-    assert use_compiled_step("auto", cpu, phase_changes_shapes=False, steps_left=AUTO_MIN_STEPS)
-    assert not use_compiled_step("auto", cpu, phase_changes_shapes=False, steps_left=AUTO_MIN_STEPS - 1)
-    assert not use_compiled_step("auto", cpu, phase_changes_shapes=True, steps_left=10**6)
-    assert not use_compiled_step("auto", cuda, phase_changes_shapes=False, steps_left=10**6)
-    assert use_compiled_step(True, cpu, phase_changes_shapes=True, steps_left=0)
-    assert not use_compiled_step(False, cpu, phase_changes_shapes=False, steps_left=10**6)
+    ok = dict(phase_changes_shapes=False, steps_left=AUTO_MIN_STEPS, train_params=AUTO_MAX_PARAMS)
+    assert use_compiled_step("auto", cpu, **ok)
+    assert not use_compiled_step("auto", cpu, **{**ok, "steps_left": AUTO_MIN_STEPS - 1})
+    assert not use_compiled_step("auto", cpu, **{**ok, "phase_changes_shapes": True})
+    assert not use_compiled_step("auto", cpu, **{**ok, "train_params": AUTO_MAX_PARAMS + 1})
+    assert not use_compiled_step("auto", cuda, **ok)
+    assert use_compiled_step(True, cpu, phase_changes_shapes=True, steps_left=0, train_params=10**9)
+    assert not use_compiled_step(False, cpu, **ok)
     monkeypatch.setattr(step_module, "compiler_available", lambda device_type: (False, "no C++ compiler"))
-    assert not use_compiled_step("auto", cpu, phase_changes_shapes=False, steps_left=10**6)
+    assert not use_compiled_step("auto", cpu, **ok)
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
-        use_compiled_step(True, cpu, phase_changes_shapes=False, steps_left=10**6)
+        use_compiled_step(True, cpu, **ok)
 
 
 def test_short_runs_stay_eager_under_auto():
@@ -159,3 +163,19 @@ def test_short_runs_stay_eager_under_auto():
 def test_bad_compile_step_raises(value):
     with pytest.raises(ValueError, match="compile_step"):
         make_model(compile_step=value)
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")
+def test_compiled_step_on_cuda_matches_eager_and_survives_a_prune():
+    eager, compiled = _pair(device="cuda", **SGD)
+    assert type(compiled.replay_buffer).__name__ == "DeviceReplayBuffer"
+    for progress in (0.15, 0.45):
+        _train_both((eager, compiled), progress, steps=4, seed=int(progress * 100))
+        _assert_close(eager, compiled)
+    for model in (eager, compiled):
+        with th.no_grad():
+            model.actor.net.gates[0].theta[:3] = 0.0
+        assert model.prune()
+    _train_both((eager, compiled), 0.5, steps=4, seed=7)
+    _assert_close(eager, compiled)
+    assert compiled._step_builds == 3
