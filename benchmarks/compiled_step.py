@@ -1,7 +1,8 @@
 """P5, P6, P7: the compiled gradient step (``compile_step=True``) against eager and other SACs.
 
-P5: train-step time compiled / eager, same model: ``ofe`` sizes, ``prune-b`` sizes with the
-    thetas frozen (what ``"auto"`` compiles) and with the thetas learning (``True`` only).
+P5: train-step time compiled / eager, same model: ``ofe`` sizes; ``prune-b`` sizes with the
+    thetas frozen and with the thetas learning; ``prune-b`` pruned to ~30% of its units and
+    rounded (the phase after ``xi_round``).
 P6: env-steps/s of SAC_OFEXi ``ofe`` / stock SB3 SAC 256x2 on Hopper-v5, one gradient step
     per env step, batch 256; compiled and eager.
 P7: the same / SBX SAC 256x2 (JAX, CPU), same run; skipped with a message without ``sbx-rl``.
@@ -19,14 +20,20 @@ from stable_baselines3 import SAC
 
 from benchmarks.common import BATCH, ENV, filled_model, interleaved_ratio, report, script_main, set_phase, sync
 from sb3_ofexi import SAC_OFEXi
+from benchmarks.train_step import prune_to
 from sb3_ofexi.step import compiler_available
 
 
-def _step_ratio(preset: str, progress: float, steps: int, reps: int, device: str) -> dict[str, float]:
-    """compiled / eager train() time of one model at ``progress`` of the theta schedule."""
+def _step_ratio(
+    preset: str, progress: float, steps: int, reps: int, device: str, keep: float | None = None
+) -> dict[str, float]:
+    """compiled / eager train() time of one model at ``progress`` of the theta schedule
+    (``keep``: first pruned to about that fraction of the units, as benchmarks.train_step does)."""
     eager = filled_model(preset=preset, compile_step=False, device=device)
     compiled = filled_model(preset=preset, compile_step=True, device=device)
     for model in (eager, compiled):
+        if keep is not None:
+            prune_to(model, keep)
         set_phase(model, progress)
     eager.train(2, BATCH)
     sync(device)
@@ -38,7 +45,8 @@ def _step_ratio(preset: str, progress: float, steps: int, reps: int, device: str
         lambda: compiled.train(steps, BATCH), lambda: eager.train(steps, BATCH), reps, device
     )
     return {"ratio": ratio, "ms_compiled": t_compiled / steps * 1e3, "ms_eager": t_eager / steps * 1e3,
-            "build_s": build, "phase": compiled.xi_phase}  # type: ignore[dict-item]  # fmt: skip
+            "build_s": build, "phase": compiled.xi_phase,
+            "train_params": compiled.param_counts()["train"]}  # type: ignore[dict-item]  # fmt: skip
 
 
 def _sbx_sac(start: int, device: str) -> Any | None:
@@ -95,13 +103,15 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
         return {}
     steps, reps = (5, 5) if quick else (20, 7)
     results: dict[str, Any] = {}
-    for key, preset, progress in (("ofe", "ofe", 0.5), ("prune_b_frozen", "prune-b", 0.1),
-                                  ("prune_b_learning", "prune-b", 0.5)):  # fmt: skip
-        r = _step_ratio(preset, progress, steps, reps, device)
+    for key, preset, progress, keep in (("ofe", "ofe", 0.5, None), ("prune_b_frozen", "prune-b", 0.1, None),
+                                        ("prune_b_learning", "prune-b", 0.5, None),
+                                        ("prune_b_pruned", "prune-b", 0.95, 0.3)):  # fmt: skip
+        r = _step_ratio(preset, progress, steps, reps, device, keep)
         results[f"P5_{key}"] = r["ratio"]
         results[f"P5_{key}_build_s"] = r["build_s"]
+        results[f"P5_{key}_train_params"] = r["train_params"]
         report(f"P5_{key}", r["ratio"], 0.5 if device == "cpu" else 0.2,
-               f"{preset} ({r['phase']}): compiled {r['ms_compiled']:.1f} vs eager {r['ms_eager']:.1f} ms/step; "
+               f"{preset} ({r['phase']}, {r['train_params']:,} train params): compiled {r['ms_compiled']:.1f} vs eager {r['ms_eager']:.1f} ms/step; "
                f"build {r['build_s']:.0f} s")  # fmt: skip
     results.update(_throughput(quick, device))
     return results

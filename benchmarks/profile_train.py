@@ -1,10 +1,12 @@
 """Where the time of one SAC_OFEXi gradient step goes, eager and compiled.
 
-For ``ofe`` and ``prune-b`` sizes (thetas frozen: the phase ``compile_step="auto"``
-compiles), runs ``train()`` under ``torch.profiler`` and splits the self time of every
-operation into: matrix multiplies, the other tensor kernels (inductor's fused kernels when
-compiled), the optimizer steps, and the rest (Python, dispatch, autograd engine, dynamo's
-cache lookup, replay sampling). Wall-clock ms per step come from an unprofiled run.
+For ``ofe`` and ``prune-b`` sizes (thetas frozen), eager and compiled, and stock SB3 SAC
+256x2, runs ``train()`` under ``torch.profiler`` and splits the
+self time of every operation into: matrix multiplies, the other tensor kernels (inductor's
+fused kernels when compiled), the optimizer steps, and the rest (autograd engine, dynamo's
+cache lookup, compiled-graph wrappers). Wall-clock ms per step come from an unprofiled run;
+the Python interpreter between operations shows only there (wall minus profiled time,
+roughly: the profiler itself adds a little to every operation).
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any
 import torch as th
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.common import BATCH, filled_model, script_main, set_phase, sync
+from stable_baselines3 import SAC
+
+from benchmarks.common import BATCH, ENV, filled_model, script_main, set_phase, sync
 from sb3_ofexi.step import compiler_available
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-PARTS = ("matrix multiplies", "other tensor kernels", "optimizer, Polyak, projections", "Python, dispatch, autograd, dynamo")
+PARTS = ("matrix multiplies", "other tensor kernels", "optimizer, Polyak, projections", "autograd engine, dynamo, wrappers")
 
 
 def _split(prof: Any, steps: int) -> dict[str, float]:
@@ -37,7 +41,7 @@ def _split(prof: Any, steps: int) -> dict[str, float]:
         elif key.startswith("aten::") or key.startswith("## Call CompiledFxGraph") or key.startswith("cpp_fused"):
             parts["other tensor kernels"] += ms
         else:
-            parts["Python, dispatch, autograd, dynamo"] += ms
+            parts["autograd engine, dynamo, wrappers"] += ms
     parts["profiled total"] = total
     return parts
 
@@ -50,29 +54,38 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
     else:
         print(f"compiled variant skipped: {compiler_available(device.split(':')[0])[1]}")
     results: dict[str, float] = {}
-    for preset, progress in (("ofe", 0.5), ("prune-b", 0.1)):
-        for compiled in variants:
+    runs: list[tuple[str, Any]] = [("SB3 SAC 256x2", None)]
+    runs += [(f"{preset} {'compiled' if c else 'eager'}", (preset, progress, c))
+             for preset, progress in (("ofe", 0.5), ("prune-b", 0.1)) for c in variants]  # fmt: skip
+    for name, config in runs:
+        if config is None:  # the reference: stock SB3 SAC, same env and batch
+            model = SAC("MlpPolicy", ENV, policy_kwargs=dict(net_arch=[256, 256]), learning_starts=1000, seed=0,
+                        device=device)  # fmt: skip
+            model.learn(1000)
+            counts, phase = sum(p.numel() for p in model.policy.parameters()), "-"
+        else:
+            preset, progress, compiled = config
             model = filled_model(preset=preset, compile_step=compiled, device=device)
             set_phase(model, progress)
-            model.train(3, BATCH)  # warm-up (and the build when compiled)
-            sync(device)
-            start = time.perf_counter()
+            counts, phase = model.param_counts()["train"], model.xi_phase
+        model.train(3, BATCH)  # warm-up (and the build when compiled)
+        sync(device)
+        start = time.perf_counter()
+        model.train(steps, BATCH)
+        sync(device)
+        wall = (time.perf_counter() - start) / steps * 1e3
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
             model.train(steps, BATCH)
             sync(device)
-            wall = (time.perf_counter() - start) / steps * 1e3
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                model.train(steps, BATCH)
-                sync(device)
-            parts = _split(prof, steps)
-            name = f"{preset} {'compiled' if compiled else 'eager'}"
-            print(f"{name} ({model.param_counts()['train']:,} train params, {model.xi_phase}), batch {BATCH}: "
-                  f"{wall:.2f} ms/step unprofiled")  # fmt: skip
-            for part in PARTS:
-                share = parts[part] / parts["profiled total"]
-                print(f"  {part:40s} {parts[part]:7.2f} ms  ({share:5.1%})")
-                results[f"profile_ms/{name}/{part}"] = parts[part]
-            results[f"profile_ms/{name}/wall"] = wall
-            del model
+        parts = _split(prof, steps)
+        print(f"{name} ({counts:,} parameters, {phase}), batch {BATCH}: {wall:.2f} ms/step unprofiled, "
+              f"{parts['profiled total']:.2f} ms in profiled operations")  # fmt: skip
+        for part in PARTS:
+            share = parts[part] / parts["profiled total"]
+            print(f"  {part:40s} {parts[part]:7.2f} ms  ({share:5.1%})")
+            results[f"profile_ms/{name}/{part}"] = parts[part]
+        results[f"profile_ms/{name}/wall"] = wall
+        del model
     return results
 
 

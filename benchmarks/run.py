@@ -1,6 +1,6 @@
 """Run every benchmark; ``python -m benchmarks.run --quick --json out.json``.
 
-Writes ``{"P1": x, "P2": x, "P3": x, "P4": x, "P4_sac": x, ...}``. ``--quick`` is sized
+Writes ``{"P1": x, "P2": x, "P3": x, "P4": x, "P4_sac": x, "P5_ofe": x, "P6": x, "P7": x, ...}``. ``--quick`` is sized
 for a 2-core CPU (a few minutes); the full mode is meant for a GPU machine.
 """
 
@@ -13,7 +13,7 @@ import time
 
 import torch as th
 
-from benchmarks import env_steps, latency, profile_train, train_step, whole_run
+from benchmarks import compiled_step, env_steps, latency, profile_train, train_step, whole_run
 
 
 def main() -> None:
@@ -30,7 +30,15 @@ def main() -> None:
     pruned_model = p3.pop("model")
     results.update(p3)
     results.update(latency.measure(args.quick, pruned_model))  # latency is a CPU figure
+    if args.quick:
+        print("P3_compile_True: full mode only (on 2 CPU cores every shape-changing prune of the short run "
+              "rebuilds the compiled step, tens of seconds each; see docs/BENCHMARKS.md)")
+    else:
+        compiled = whole_run.measure(args.quick, args.device, compile_step=True)
+        compiled.pop("model")
+        results.update(compiled)
     results.update(env_steps.measure(args.quick, args.device))
+    results.update(compiled_step.measure(args.quick, args.device))
     results.update(profile_train.measure(args.quick, args.device))
     results["meta"] = {
         "quick": args.quick, "device": args.device, "torch": th.__version__, "threads": th.get_num_threads(),

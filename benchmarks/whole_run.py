@@ -30,22 +30,29 @@ def run(preset: str, timesteps: int, device: str, **kwargs: Any) -> tuple[float,
 SHORT_RUN = dict(theta_lr=0.05, xi_start=0.05, xi_round=0.5, prune_freq=50)
 
 
-def measure(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
-    timesteps, reps = (900, 1) if quick else (20_000, 2)
+def measure(
+    quick: bool = True, device: str = "cpu", compile_step: bool | str = "auto", timesteps: int | None = None
+) -> dict[str, Any]:
+    """P3 with ``compile_step`` for both runs (``"auto"``: eager in runs this short)."""
+    default_steps, reps = (900, 1) if quick else (20_000, 2)
+    timesteps = timesteps or default_steps
     ratios, pruned_model = [], None
     for _ in range(reps):
-        t_prune, pruned_model = run("prune-b", timesteps, device, **SHORT_RUN)
-        t_big, big_model = run("ofe-big", timesteps, device)
+        t_prune, pruned_model = run("prune-b", timesteps, device, compile_step=compile_step, **SHORT_RUN)
+        t_big, big_model = run("ofe-big", timesteps, device, compile_step=compile_step)
         ratios.append(t_prune / t_big)
     p3 = float(np.median(ratios))
     counts, big_counts = pruned_model.param_counts(), big_model.param_counts()
-    report("P3", p3, 0.5, f"{timesteps} steps on {ENV}: prune-b {t_prune:.0f} s vs ofe-big {t_big:.0f} s; "
-           f"train params {big_counts['train']:,} -> {counts['train']:,}")  # fmt: skip
-    return {"P3": p3, "P3_train_params": counts["train"], "P3_deploy_params": counts["deploy"], "model": pruned_model}
+    name = "P3" if compile_step == "auto" else f"P3_compile_{compile_step}"
+    report(name, p3, 0.5, f"{timesteps} steps on {ENV}: prune-b {t_prune:.0f} s vs ofe-big {t_big:.0f} s; "
+           f"train params {big_counts['train']:,} -> {counts['train']:,}; compiled-step builds "
+           f"{pruned_model._step_builds} vs {big_model._step_builds}")  # fmt: skip
+    return {name: p3, f"{name}_train_params": counts["train"], f"{name}_deploy_params": counts["deploy"],
+            f"{name}_builds": pruned_model._step_builds, "model": pruned_model}  # fmt: skip
 
 
 def main() -> None:
-    script_main(measure, __doc__)
+    script_main(measure, __doc__)  # --compile: see benchmarks.run (full mode) for P3 compiled
 
 
 if __name__ == "__main__":

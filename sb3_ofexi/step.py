@@ -54,22 +54,27 @@ def compiler_available(device_type: str) -> tuple[bool, str]:
 
 
 #: ``"auto"`` compiles only when at least this many env steps are left in a phase whose shapes
-#: cannot change: a build takes tens of seconds on 2 CPU cores, and a compiled step saves a
-#: few ms (docs/BENCHMARKS.md, P5), so shorter stretches (tests, demos) stay eager.
+#: cannot change: a build takes 5-50 s on 2 CPU cores, and a compiled step saves a few ms at
+#: best (docs/BENCHMARKS.md, P5), so shorter stretches (tests, demos) stay eager.
 AUTO_MIN_STEPS = 50_000
+#: ... and only for networks up to this many train parameters: on CPU a step of larger
+#: networks is bound by matrix multiplies and memory traffic, which compiling does not
+#: reduce (P5: ~0.9 at ``ofe`` sizes, 536k parameters; ~1.0 at ``prune-b`` sizes, 3.9M).
+AUTO_MAX_PARAMS = 1_000_000
 
 
 def use_compiled_step(
-    setting: bool | str, device: th.device, phase_changes_shapes: bool, steps_left: int
+    setting: bool | str, device: th.device, phase_changes_shapes: bool, steps_left: int, train_params: int
 ) -> bool:
     """What ``compile_step`` means for the next stretch of training.
 
-    ``True``: always (a RuntimeError if the compiler is missing). ``"auto"``: on CPU, when no
-    prune can change the shapes (theta phases "frozen" and "rounded", and the OFE
-    baselines) and at least :data:`AUTO_MIN_STEPS` env steps remain in that phase. While
-    thetas learn, a prune every ``prune_freq`` steps would rebuild the step each time, and a
-    rebuild costs more than the compiled steps between two prunes save. CUDA stays eager
-    under ``"auto"``: not measured yet.
+    ``True``: always (a RuntimeError if the compiler is missing). ``False``: never.
+    ``"auto"``: on CPU, when no prune can change the shapes (theta phases "frozen" and
+    "rounded", and the OFE baselines), at least :data:`AUTO_MIN_STEPS` env steps remain in
+    that phase and the networks have at most :data:`AUTO_MAX_PARAMS` train parameters.
+    While thetas learn, a prune every ``prune_freq`` steps would rebuild the step each time,
+    and a rebuild costs more than the compiled steps between two prunes save. CUDA stays
+    eager under ``"auto"``: not measured yet.
     """
     if setting is False:
         return False
@@ -78,7 +83,13 @@ def use_compiled_step(
         if not ok:
             raise RuntimeError(f"compile_step=True, but the step cannot be compiled here: {why}")
         return True
-    return ok and device.type == "cpu" and not phase_changes_shapes and steps_left >= AUTO_MIN_STEPS
+    return (
+        ok
+        and device.type == "cpu"
+        and not phase_changes_shapes
+        and steps_left >= AUTO_MIN_STEPS
+        and train_params <= AUTO_MAX_PARAMS
+    )
 
 
 def _fresh(method: Callable[..., Any]) -> Callable[..., Any]:
