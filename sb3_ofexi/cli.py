@@ -37,6 +37,17 @@ def _specs(args: argparse.Namespace, methods: list[str], seeds: list[int]):
     return specs
 
 
+def _budget_value(text: str) -> int | float:
+    """``20000`` -> int (parameters), ``0.3`` -> float (fraction); SAC_OFEXi checks the range."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: accepted: an int (parameters) or a float in (0, 1)") from None
+
+
 def _check_checkpointing(args: argparse.Namespace) -> None:
     if args.checkpoint_steps < 1 or args.checkpoint_minutes <= 0:
         raise ValueError(f"--checkpoint-steps {args.checkpoint_steps} --checkpoint-minutes {args.checkpoint_minutes}: "
@@ -50,9 +61,15 @@ def _train(args: argparse.Namespace) -> int:
     (method,) = parse_methods(args.method)
     (spec,) = _specs(args, [method], [args.seed])
     spec.progress_bar = not args.no_progress
+    spec.overrides = {f"{kind}_budget": getattr(args, f"{kind}_budget") for kind in ("deploy", "train")
+                      if getattr(args, f"{kind}_budget") is not None}  # fmt: skip
     summary = train_one(spec)  # continues from the run's checkpoint if it was interrupted
     print(f"{method} on {args.env}, seed {args.seed}: score {summary['score']:.1f}, params {summary['params']}, "
           f"{summary['wall_s']:.0f} s")  # fmt: skip
+    for kind, entry in (summary.get("budgets") or {}).items():
+        if isinstance(entry, dict):
+            print(f"{kind} budget {entry['budget']:,}: {entry['params']:,} parameters, "
+                  f"{'met' if entry['met'] else 'NOT met'}")  # fmt: skip
     print(f"model, evaluations.npz and summary.json in {spec.run_dir}")
     return 0
 
@@ -125,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--method", default="prune-b", help=f"one of {methods} (default: prune-b)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--deploy-budget", type=_budget_value,
+                       help="deploy parameters to end at or below: an int (e.g. 20000), or a fraction of the "
+                            "initial size in (0, 1) (SAC_OFEXi methods with gates)")  # fmt: skip
+    train.add_argument("--train-budget", type=_budget_value, help="the same for train parameters")
     train.set_defaults(func=_train)
 
     compare = commands.add_parser(

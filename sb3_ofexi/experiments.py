@@ -12,7 +12,7 @@ import pathlib
 import pickle
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,8 @@ METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
     "prune-a": ("sac_ofexi_prune_a", SAC_OFEXi),
     "prune-b": ("sac_ofexi_prune_b", SAC_OFEXi),
     "prune-c": ("sac_ofexi_prune_c", SAC_OFEXi),
+    # prune-b with a deploy budget from its YAML entry (the size prune-b reached in the paper's Table 4)
+    "budget": ("sac_ofexi_budget", SAC_OFEXi),
 }
 #: rl-zoo3 keys that change the environment rather than the algorithm
 _ENV_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
@@ -176,6 +178,8 @@ class RunSpec:
     threads: int | None = None
     checkpoint_steps: int = CHECKPOINT_STEPS
     checkpoint_seconds: float = CHECKPOINT_SECONDS
+    #: keyword arguments that override the YAML entry (``train --deploy-budget``, ...)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> pathlib.Path:
@@ -183,7 +187,8 @@ class RunSpec:
 
     def identity(self) -> dict[str, Any]:
         """What makes two specs the same run (how it is executed does not count)."""
-        return {k: getattr(self, k) for k in ("method", "env_id", "seed", "timesteps", "eval_freq", "eval_episodes")}
+        keys = ("method", "env_id", "seed", "timesteps", "eval_freq", "eval_episodes", "overrides")
+        return {k: getattr(self, k) for k in keys}
 
 
 def finished_summary(spec: RunSpec) -> dict[str, Any] | None:
@@ -192,7 +197,7 @@ def finished_summary(spec: RunSpec) -> dict[str, Any] | None:
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
-    saved = {k: summary.get(k) for k in spec.identity()}
+    saved = {k: summary.get(k, {} if k == "overrides" else None) for k in spec.identity()}
     if saved != spec.identity():
         differences = {k: (saved[k], v) for k, v in spec.identity().items() if saved[k] != v}
         raise ValueError(
@@ -238,6 +243,11 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     _, algo = METHODS[spec.method]
     hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
+    if spec.overrides and not issubclass(algo, SAC_OFEXi):
+        accepted = [m for m, (_, cls) in METHODS.items() if cls is SAC_OFEXi]
+        raise ValueError(f"{sorted(spec.overrides)} apply to SAC_OFEXi methods only, not to {spec.method!r} "
+                         f"({algo.__name__}): accepted methods: {accepted}")  # fmt: skip
+    hyperparams.update(spec.overrides)
     scale_schedule(hyperparams, spec.timesteps)
     eval_freq = spec.eval_freq or default_eval_freq(spec.timesteps)
     checkpoint = latest_checkpoint(run_dir)
@@ -288,6 +298,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         "params": param_counts(model),
         "params_paper": paper_param_counts(model),
         "units": model.unit_counts() if isinstance(model, SAC_OFEXi) else None,
+        "budgets": _budget_summary(model),
         "history": history.rows,
     }
     tmp = run_dir / "summary.json.tmp"
@@ -296,6 +307,20 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     saver.write_progress("done")
     remove_checkpoints(run_dir)  # they hold the replay buffer; a finished run needs none
     (run_dir / "failed.json").unlink(missing_ok=True)
+    return summary
+
+
+def _budget_summary(model: BaseAlgorithm) -> dict[str, Any] | None:
+    """Each budget in parameters, the size reached and whether it was met (``None``: no budget)."""
+    if not isinstance(model, SAC_OFEXi) or not model._has_budget:
+        return None
+    counts = model.param_counts()
+    summary: dict[str, Any] = {
+        kind: {"budget": budget, "params": counts[kind], "met": counts[kind] <= budget,
+               "nu_multiplier": model.nu_multipliers[kind]}
+        for kind, budget in model.budgets().items()
+    }  # fmt: skip
+    summary["dropped_at_rounding"] = model.budget_dropped_units
     return summary
 
 

@@ -232,6 +232,26 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
     return written
 
 
+def budget_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Methods run with a size budget: the budget, the size each seed reached, whether it was met."""
+    rows = []
+    for method, group in runs.items():
+        for kind in ("deploy", "train"):
+            entries = [s["budgets"][kind] for s in group if s.get("budgets") and kind in s["budgets"]]
+            if not entries:
+                continue
+            reached = ", ".join(f"{e['params']:,}" for e in entries)
+            met = sum(e["met"] for e in entries)
+            budgets = sorted({e["budget"] for e in entries})
+            rows.append(f"| {method} | {kind} | {', '.join(f'{b:,}' for b in budgets)} | {reached} | "
+                        f"{met} of {len(entries)} |")  # fmt: skip
+    if not rows:
+        return []
+    return ["## Size budgets", "", "Parameters as counted in the tables above; one size per seed.", "",
+            "| method | budget on | budget (params) | reached (per seed) | met |", "|---|---|---|---|---|",
+            *rows, ""]  # fmt: skip
+
+
 def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None) -> pathlib.Path:
     """Write ``report.md``, ``report.json`` and the PNGs into ``out_dir``; return the Markdown path."""
     out = pathlib.Path(out_dir)
@@ -280,6 +300,7 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
         "",
         table4,
         "",
+        *budget_section(runs),
         *paper_section(env_id, list(runs)),
         "## Training time",
         "",

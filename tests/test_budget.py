@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -140,3 +141,63 @@ def test_expected_counts_are_the_pruned_counts_at_rounded_thetas():
     policy.prune_(0.5)
     assert expected == policy.param_counts()
     np.testing.assert_equal(expected["deploy"] < expected["train"], True)
+
+
+SMALL_YAML = """
+Pendulum-v1:
+  n_timesteps: 700
+  policy: 'MlpPolicy'
+  learning_rate: !!float 1e-3
+  batch_size: 32
+  learning_starts: 100
+  preset: 'prune-b'
+  ofe_layers: 2
+  ofe_units: 8
+  policy_kwargs: "dict(net_arch=[16, 16])"
+  theta_lr: 0.003
+  prune_freq: 250
+"""
+
+
+def _small_hyperparams(tmp_path):
+    folder = tmp_path / "hyperparams"
+    folder.mkdir()
+    (folder / "sac_ofexi_prune_b.yml").write_text(SMALL_YAML)
+    (folder / "sac_ofexi_budget.yml").write_text(SMALL_YAML + "  deploy_budget: 0.25\n")
+    (folder / "sac_ofexi_ofe.yml").write_text(SMALL_YAML.replace("prune-b", "ofe"))
+    (folder / "sac.yml").write_text("Pendulum-v1:\n  n_timesteps: 700\n  policy: 'MlpPolicy'\n  learning_starts: 100\n")
+    return folder
+
+
+def test_cli_train_and_compare_with_budgets(tmp_path, capsys):
+    from sb3_ofexi.cli import main as cli_main
+
+    folder = _small_hyperparams(tmp_path)
+    common = ["--env", "Pendulum-v1", "--eval-episodes", "1", "--hyperparams", str(folder)]
+    assert cli_main(["train", *common, "--method", "prune-b", "--deploy-budget", "200", "--out",
+                     str(tmp_path / "one"), "--no-progress"]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "one" / "prune-b" / "seed0" / "summary.json").read_text())
+    assert summary["overrides"] == {"deploy_budget": 200}
+    assert summary["budgets"]["deploy"]["budget"] == 200 and summary["budgets"]["deploy"]["met"]
+    assert "deploy budget 200: " in capsys.readouterr().out
+
+    out = tmp_path / "cmp"
+    assert cli_main(["compare", *common, "--methods", "prune-b,budget", "--seeds", "1", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "## Size budgets" in report
+    row = next(line for line in report.splitlines() if line.startswith("| budget | deploy |"))
+    assert row.endswith("| 1 of 1 |")
+    assert json.loads((out / "budget" / "seed0" / "summary.json").read_text())["budgets"]["deploy"]["met"]
+
+
+def test_cli_budget_bad_input(tmp_path, capsys):
+    from sb3_ofexi.cli import main as cli_main
+
+    folder = _small_hyperparams(tmp_path)
+    common = ["--env", "Pendulum-v1", "--hyperparams", str(folder), "--out", str(tmp_path), "--no-progress"]
+    assert cli_main(["train", *common, "--method", "sac", "--deploy-budget", "0.3"]) == 2
+    assert "SAC_OFEXi methods only" in capsys.readouterr().err
+    assert cli_main(["train", *common, "--method", "prune-b", "--train-budget", "1.5"]) == 2
+    assert "(0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["train", *common, "--method", "prune-b", "--deploy-budget", "lots"])
