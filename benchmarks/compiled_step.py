@@ -88,7 +88,7 @@ def _throughput(quick: bool, device: str) -> dict[str, float]:
         suffix = "" if variant == "compiled" else "_eager"
         out[f"P6{suffix}"] = ofe / rate["sac"]
         report(f"P6{suffix}", out[f"P6{suffix}"], None,
-               f"SAC_OFEXi ofe ({variant}) {ofe:.1f} vs SB3 SAC 256x2 {rate['sac']:.1f} env-steps/s on {ENV}")  # fmt: skip
+               f"SAC_OFEXi ofe ({variant}) {ofe:.1f} vs SB3 SAC 256x2 {rate['sac']:.1f} env-steps/s")  # fmt: skip
         if "sbx" in rate:
             out[f"P7{suffix}"] = ofe / rate["sbx"]
             report(f"P7{suffix}", out[f"P7{suffix}"], None,
@@ -111,7 +111,8 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
         results[f"P5_{key}_build_s"] = r["build_s"]
         results[f"P5_{key}_train_params"] = r["train_params"]
         report(f"P5_{key}", r["ratio"], 0.5 if device == "cpu" else 0.2,
-               f"{preset} ({r['phase']}, {r['train_params']:,} train params): compiled {r['ms_compiled']:.1f} vs eager {r['ms_eager']:.1f} ms/step; "
+               f"{preset} ({r['phase']}, {r['train_params']:,} train params): compiled "
+               f"{r['ms_compiled']:.1f} vs eager {r['ms_eager']:.1f} ms/step; "
                f"build {r['build_s']:.0f} s")  # fmt: skip
     results.update(_throughput(quick, device))
     return results

@@ -23,7 +23,9 @@ from benchmarks.common import BATCH, ENV, filled_model, script_main, set_phase, 
 from sb3_ofexi.step import compiler_available
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
-PARTS = ("matrix multiplies", "other tensor kernels", "optimizer, Polyak, projections", "autograd engine, dynamo, wrappers")
+PARTS = (
+    "matrix multiplies", "other tensor kernels", "optimizer, Polyak, projections", "autograd engine, dynamo, wrappers"
+)
 
 
 def _split(prof: Any, steps: int) -> dict[str, float]:

@@ -7,4 +7,6 @@ from sb3_ofexi.pruning import PruningCallback
 from sb3_ofexi.sac_ofexi import SAC_OFEXi
 from sb3_ofexi.version import __version__
 
-__all__ = ["PRESETS", "DeviceReplayBuffer", "MlpPolicy", "PruningCallback", "SACOFEXiPolicy", "SAC_OFEXi", "__version__"]
+__all__ = [
+    "PRESETS", "DeviceReplayBuffer", "MlpPolicy", "PruningCallback", "SACOFEXiPolicy", "SAC_OFEXi", "__version__"
+]

@@ -87,7 +87,9 @@ class DeviceReplayBuffer(ReplayBuffer):
         infos: list[dict[str, Any]],
     ) -> None:
         n = self.n_envs
-        timeouts = [info.get("TimeLimit.truncated", False) for info in infos] if self.handle_timeout_termination else [0] * n
+        timeouts = [info.get("TimeLimit.truncated", False) for info in infos]
+        if not self.handle_timeout_termination:
+            timeouts = [False] * n
         row = np.concatenate(
             [
                 np.asarray(obs, dtype=np.float32).reshape(n, -1),
@@ -121,7 +123,9 @@ class DeviceReplayBuffer(ReplayBuffer):
         obs, next_obs = rows[:, col["observations"]], rows[:, col["next_observations"]]
         rewards = rows[:, col["rewards"]]
         if env is not None:  # VecNormalize's statistics live in numpy: the slow path
-            obs, next_obs = (self._to_device(env.normalize_obs(x.cpu().numpy())) for x in (obs, next_obs))  # type: ignore[misc]
+            obs, next_obs = (
+                self._to_device(env.normalize_obs(x.cpu().numpy())) for x in (obs, next_obs)  # type: ignore[misc]
+            )
             rewards = self._to_device(env.normalize_reward(rewards.cpu().numpy()))  # type: ignore[arg-type]
         dones = rows[:, col["dones"]] * (1 - rows[:, col["timeouts"]])
         return ReplayBufferSamples(obs, rows[:, col["actions"]], next_obs, dones, rewards)

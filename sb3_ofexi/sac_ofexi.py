@@ -663,7 +663,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
                 steps_left=self._steps_in_phase(),
                 train_params=self.param_counts()["train"],
             )
-            pieces = {name: getattr(self, f"_{name}") for name in ("ofe_loss", "policy_forward", "critic_loss", "actor_loss")}
+            names = ("ofe_loss", "policy_forward", "critic_loss", "actor_loss")
+            pieces = {name: getattr(self, f"_{name}") for name in names}
             self._pieces = StepPieces(pieces, compiled, signature)
             self._thetas = {
                 name: [gate.theta for gate in xi_gates(module)]
