@@ -395,27 +395,35 @@ class SACOFEXiPolicy(BasePolicy):
         phi_o, actor = count_params(self.ofe.phi_o), count_params(self.actor)
         return {"deploy": phi_o + actor, "train": count_params(self.ofe) + actor + count_params(self.critic)}
 
-    def expected_param_counts(self) -> dict[str, th.Tensor]:
-        """:meth:`param_counts` with every width replaced by its expected value ``||theta_l||_1``.
+    def expected_param_counts(self, rounded: bool = False) -> dict[str, th.Tensor]:
+        """:meth:`param_counts` with every width replaced by its expected value ``||theta_l||_1``
+        (``rounded``: by the number of thetas >= 0.5, what rounding now would keep).
 
         The same sums as C (eqs. 21-23, 31) at rho = 1, without charging the RL networks'
         first layers to OFENet twice; at thetas in {0, 1} this is exactly what
         :meth:`param_counts` gives after the prune. No gradient (used to steer nu).
         """
+
+        def width(theta: th.Tensor) -> th.Tensor:
+            return (theta >= 0.5).sum().to(theta.dtype) if rounded else theta_norm(theta)
+
         with th.no_grad():
             ofe, d_a = self.ofe, self.ofe.action_dim
-            norms_o = [theta_norm(g.theta) for g in ofe.phi_o.gates]
-            norms_oa = [theta_norm(g.theta) for g in ofe.phi_oa.gates]
+            norms_o = [width(g.theta) for g in ofe.phi_o.gates]
+            norms_oa = [width(g.theta) for g in ofe.phi_oa.gates]
             d_z_o = ofe.obs_dim + sum(norms_o)
             d_z_oa = d_z_o + d_a + sum(norms_oa)
             deploy = densenet_complexity(ofe.obs_dim, norms_o) + mlp_complexity(
-                d_z_o, self.actor.net.theta_norms(), self.actor.net.out_features
+                d_z_o, [width(g.theta) for g in self.actor.net.gates], self.actor.net.out_features
             )
             train = (
                 deploy
                 + densenet_complexity(d_z_o + d_a, norms_oa)
                 + (1 + d_z_oa) * ofe.target_dim
-                + sum(mlp_complexity(d_z_oa, q.theta_norms(), q.out_features) for q in self.critic.q_networks)
+                + sum(
+                    mlp_complexity(d_z_oa, [width(g.theta) for g in q.gates], q.out_features)
+                    for q in self.critic.q_networks
+                )
             )
         return {"deploy": th.as_tensor(deploy), "train": th.as_tensor(train)}
 

@@ -394,12 +394,15 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         last = self._budget_last_step if self._budget_last_step is not None else min(now, int(start))
         eta_steps = self.budget_rate * max(0, now - last) / max(1.0, round_at - start)
         self._budget_last_step = now
-        expected = self.policy.expected_param_counts()
-        values = th.stack([expected[k] for k in budgets]).tolist()  # one host sync
-        for (kind, budget), size in zip(budgets.items(), values):
+        # steered on the expected size: the count at the rounded thetas (logged too) moves in
+        # steps and lags, and steering on it undershot short Pendulum budgets by up to half
+        expected, rounded = self.policy.expected_param_counts(), self.policy.expected_param_counts(rounded=True)
+        values = th.stack([expected[k] for k in budgets] + [rounded[k] for k in budgets]).tolist()  # one sync
+        for (kind, budget), size, if_rounded in zip(budgets.items(), values, values[len(budgets):]):
             target = target_size(self.initial_param_counts[kind], budget, start, reach, now)  # type: ignore[index]
             self.nu_multipliers[kind] = dual_update(self.nu_multipliers[kind], size, target, eta_steps)
             self.logger.record(f"xi/expected_{kind}_params", size)
+            self.logger.record(f"xi/rounded_{kind}_params", if_rounded)
             self.logger.record(f"xi/target_{kind}_params", target)
             self.logger.record(f"xi/nu_multiplier_{kind}", self.nu_multipliers[kind])
         self._refresh_nu_scale()

@@ -107,3 +107,19 @@ def test_bad_arguments_raise(kwargs, match):
 def test_empty_buffer_sample_raises():
     with pytest.raises(ValueError, match="empty"):
         DeviceReplayBuffer(10, OBS, ACT, device="cpu").sample(4)
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")
+def test_cuda_buffer_samples_on_the_device_and_moves_with_the_model(tmp_path):
+    model = make_model(device="cuda")
+    assert isinstance(model.replay_buffer, DeviceReplayBuffer)
+    model.learn(150)
+    data = model.replay_buffer.sample(16)
+    assert data.observations.device.type == "cuda" and data.rewards.device.type == "cuda"
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    model.save(tmp_path / "model.zip")
+    on_cpu = SAC_OFEXi.load(tmp_path / "model.zip", env=model.get_env(), device="cpu")
+    on_cpu.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert on_cpu.replay_buffer.storage.device.type == "cpu"
+    assert th.equal(on_cpu.replay_buffer.storage, model.replay_buffer.storage.cpu())
+    on_cpu.learn(50, reset_num_timesteps=False)
