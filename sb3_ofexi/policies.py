@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from types import FrameType
+from collections.abc import Callable
 from typing import Any
 
 import torch as th
@@ -404,28 +405,29 @@ class SACOFEXiPolicy(BasePolicy):
         :meth:`param_counts` gives after the prune. No gradient (used to steer nu).
         """
 
-        def width(theta: th.Tensor) -> th.Tensor:
-            return (theta >= 0.5).sum().to(theta.dtype) if rounded else theta_norm(theta)
+        def width(gate: XiGate) -> th.Tensor:
+            return (gate.theta >= 0.5).sum().to(gate.theta.dtype) if rounded else theta_norm(gate.theta)
 
         with th.no_grad():
-            ofe, d_a = self.ofe, self.ofe.action_dim
-            norms_o = [width(g.theta) for g in ofe.phi_o.gates]
-            norms_oa = [width(g.theta) for g in ofe.phi_oa.gates]
-            d_z_o = ofe.obs_dim + sum(norms_o)
-            d_z_oa = d_z_o + d_a + sum(norms_oa)
-            deploy = densenet_complexity(ofe.obs_dim, norms_o) + mlp_complexity(
-                d_z_o, [width(g.theta) for g in self.actor.net.gates], self.actor.net.out_features
-            )
-            train = (
-                deploy
-                + densenet_complexity(d_z_o + d_a, norms_oa)
-                + (1 + d_z_oa) * ofe.target_dim
-                + sum(
-                    mlp_complexity(d_z_oa, [width(g.theta) for g in q.gates], q.out_features)
-                    for q in self.critic.q_networks
-                )
-            )
-        return {"deploy": th.as_tensor(deploy), "train": th.as_tensor(train)}
+            counts = self.param_counts_at(width)
+        return {k: th.as_tensor(v) for k, v in counts.items()}
+
+    def param_counts_at(self, width: Callable[[XiGate], th.Tensor | float]) -> dict[str, th.Tensor | float]:
+        """:meth:`param_counts` of these networks if each gated layer had ``width(gate)`` units."""
+        ofe, d_a = self.ofe, self.ofe.action_dim
+        norms_o = [width(g) for g in ofe.phi_o.gates]
+        norms_oa = [width(g) for g in ofe.phi_oa.gates]
+        d_z_o = ofe.obs_dim + sum(norms_o)
+        d_z_oa = d_z_o + d_a + sum(norms_oa)
+        actor = self.actor.net
+        deploy = densenet_complexity(ofe.obs_dim, norms_o) + mlp_complexity(
+            d_z_o, [width(g) for g in actor.gates], actor.out_features
+        )
+        critics = sum(
+            mlp_complexity(d_z_oa, [width(g) for g in q.gates], q.out_features) for q in self.critic.q_networks
+        )
+        train = deploy + densenet_complexity(d_z_o + d_a, norms_oa) + (1 + d_z_oa) * ofe.target_dim + critics
+        return {"deploy": deploy, "train": train}
 
     def paper_param_counts(self) -> dict[str, int]:
         """The paper's Table 4 convention: deploy as :meth:`param_counts`; train without f_pred

@@ -28,7 +28,7 @@ from torch import nn
 
 from sb3_ofexi.budget import BUDGET_KINDS, REACH, budget_params, check_budget, dual_update, fit_to_budget, target_size
 from sb3_ofexi.buffers import DeviceReplayBuffer
-from sb3_ofexi.complexity import REGULARISERS, densenet_complexity, mlp_complexity
+from sb3_ofexi.complexity import REGULARISERS
 from sb3_ofexi.export import DeployedPolicy, export_policy
 from sb3_ofexi.ofenet import PRED_LOSSES
 from sb3_ofexi.policies import MlpPolicy, SACOFEXiPolicy
@@ -361,15 +361,10 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         """A budget must lie between the smallest network the architecture prunes to and the initial size."""
         if not self._has_budget:
             return
-        ofe, actor = self.policy.ofe, self.actor.net
-        d_o, d_a, target_dim = ofe.obs_dim, ofe.action_dim, ofe.target_dim
         # every DenseNet unit gone, one unit left in each MLP hidden layer
-        deploy = densenet_complexity(d_o, [0] * len(ofe.phi_o.units)) + mlp_complexity(
-            d_o, [1] * len(actor.units), actor.out_features
-        )
-        train = deploy + densenet_complexity(d_o + d_a, [0] * len(ofe.phi_oa.units)) + (1 + d_o + d_a) * target_dim
-        train += sum(mlp_complexity(d_o + d_a, [1] * len(q.units), 1) for q in self.critic.q_networks)
-        smallest = {"deploy": int(deploy), "train": int(train)}
+        ofe_gates = {id(g) for g in xi_gates(self.policy.ofe)}
+        floor = self.policy.param_counts_at(lambda gate: 0 if id(gate) in ofe_gates else 1)
+        smallest = {kind: int(value) for kind, value in floor.items()}
         for kind, budget in self.budgets().items():
             value, initial = getattr(self, f"{kind}_budget"), self.initial_param_counts[kind]  # type: ignore[index]
             if budget > initial:
