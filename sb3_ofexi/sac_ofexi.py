@@ -555,12 +555,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         next_obs = self.policy.obs_to_features_input(data.next_observations)
         ofe.train(True)
         loss, pred_loss = pieces.ofe_loss(obs, data.actions, next_obs, regularise)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        self._descend(loss, optimizer, self._thetas["ofe"] if regularise else [])
         ofe.train(False)
-        if regularise:
-            self._project(self._thetas["ofe"])
         return pred_loss
 
     # The pieces of a gradient step: pure tensor functions that step.StepPieces compiles.
@@ -689,6 +685,14 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
             self._pieces = None
             gc.collect()  # the compiled functions sit in reference cycles
 
+    def _descend(self, loss: th.Tensor, optimizer: th.optim.Optimizer, thetas: list[th.Tensor]) -> None:
+        """One optimizer step on ``loss``, then ``thetas`` projected into [0, 1] (eq. 6; empty
+        outside the learning phase)."""
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        self._project(thetas)
+
     @staticmethod
     def _project(thetas: list[th.Tensor]) -> None:
         """Projected gradient step: clamp every theta into [0, 1] (eq. 6), in one call per net."""
@@ -743,22 +747,14 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
             )
             actor.train(True)
             stats["critic_loss"].append(td_loss)
-            critic.optimizer.zero_grad()
-            critic_loss.backward()
-            critic.optimizer.step()
-            if regularise:
-                self._project(self._thetas["critic"])
+            self._descend(critic_loss, critic.optimizer, self._thetas["critic"] if regularise else [])
 
             with _no_param_grad(self.policy.ofe, critic):
                 critic.train(False)
                 actor_loss, sac_actor_loss = pieces.actor_loss(z_o, actions_pi, log_prob, ent_coef, regularise)
                 critic.train(True)
             stats["actor_loss"].append(sac_actor_loss)
-            actor.optimizer.zero_grad()
-            actor_loss.backward()
-            actor.optimizer.step()
-            if regularise:
-                self._project(self._thetas["actor"])
+            self._descend(actor_loss, actor.optimizer, self._thetas["actor"] if regularise else [])
 
             if gradient_step % self.target_update_interval == 0:
                 self._update_critic_target()
