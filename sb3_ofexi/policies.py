@@ -245,6 +245,8 @@ class SACOFEXiPolicy(BasePolicy):
         #: theta phase whose requires_grad / gate flags these modules carry (flags are not
         #: saved, so a freshly built or loaded policy starts at None and gets them applied)
         self.xi_phase_applied: str | None = None
+        #: bumped by every surgery that changes a shape: what a compiled step is specialised to
+        self.shape_version = 0
 
         obs_dim = get_flattened_obs_dim(observation_space)
         action_dim = int(spaces.flatdim(action_space))
@@ -372,6 +374,7 @@ class SACOFEXiPolicy(BasePolicy):
             q_net.prune_(keep_z_oa, keep_units, surgery)
             q_target.prune_(keep_z_oa, keep_units, surgery)
         if surgery.changed:
+            self.shape_version += 1
             surgery.slice_optimizers_([self.ofe_optimizer, self.actor.optimizer, self.critic.optimizer])
         return surgery
 

@@ -34,7 +34,7 @@ from sb3_ofexi.ofenet import PRED_LOSSES
 from sb3_ofexi.policies import MlpPolicy, SACOFEXiPolicy
 from sb3_ofexi.presets import get_preset
 from sb3_ofexi.pruning import PruningCallback
-from sb3_ofexi.step import StepPieces, check_compile_step, shape_signature, use_compiled_step
+from sb3_ofexi.step import StepPieces, check_compile_step, use_compiled_step
 from sb3_ofexi.xi import XiGate, xi_gates
 
 SelfSAC_OFEXi = TypeVar("SelfSAC_OFEXi", bound="SAC_OFEXi")
@@ -389,18 +389,26 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         last = self._budget_last_step if self._budget_last_step is not None else min(now, int(start))
         eta_steps = self.budget_rate * max(0, now - last) / max(1.0, round_at - start)
         self._budget_last_step = now
-        # steered on the expected size: the count at the rounded thetas (logged too) moves in
-        # steps and lags, and steering on it undershot short Pendulum budgets by up to half
-        expected, rounded = self.policy.expected_param_counts(), self.policy.expected_param_counts(rounded=True)
-        values = th.stack([expected[k] for k in budgets] + [rounded[k] for k in budgets]).tolist()  # one sync
-        for (kind, budget), size, if_rounded in zip(budgets.items(), values, values[len(budgets):]):
+        # steered on the expected size: the count at the rounded thetas (logged at dump_logs)
+        # moves in steps and lags, and steering on it undershot short Pendulum budgets by up to half
+        expected = self.policy.expected_param_counts()
+        values = th.stack([expected[k] for k in budgets]).tolist()  # one host sync
+        for (kind, budget), size in zip(budgets.items(), values):
             target = target_size(self.initial_param_counts[kind], budget, start, reach, now)  # type: ignore[index]
             self.nu_multipliers[kind] = dual_update(self.nu_multipliers[kind], size, target, eta_steps)
             self.logger.record(f"xi/expected_{kind}_params", size)
-            self.logger.record(f"xi/rounded_{kind}_params", if_rounded)
             self.logger.record(f"xi/target_{kind}_params", target)
             self.logger.record(f"xi/nu_multiplier_{kind}", self.nu_multipliers[kind])
         self._refresh_nu_scale()
+
+    def dump_logs(self) -> None:
+        """SB3's, plus ``xi/rounded_*_params`` (what rounding now would keep) while a budget steers:
+        computed here, when the logs are written, not in every train() call."""
+        if self._has_budget and self.xi_phase == "learning":
+            rounded = self.policy.expected_param_counts(rounded=True)
+            for kind in self.budgets():
+                self.logger.record(f"xi/rounded_{kind}_params", float(rounded[kind]))
+        super().dump_logs()
 
     def _fit_budgets(self, scores: dict[int, th.Tensor]) -> None:
         """After rounding: drop the lowest-theta units of the constrained networks until each budget holds."""
@@ -647,8 +655,8 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         Decided again, and rebuilt, only when the shapes, the theta phase or the setting change.
         """
         regularise = self.use_xi and self.xi_phase == "learning"
-        modules = (self.policy.ofe, self.actor, self.critic, self.critic_target)
-        signature = (self.compile_step, self.xi_phase, self.device, shape_signature(modules))
+        # the policy's surgery counts shape changes: no walk over every tensor per train() call
+        signature = (self.compile_step, self.xi_phase, self.device, self.policy.shape_version)
         if self._pieces is None or self._pieces.signature != signature:
             compiled = use_compiled_step(
                 self.compile_step,

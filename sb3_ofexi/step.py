@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import shutil
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch as th
@@ -108,8 +108,8 @@ class StepPieces:
     :param pieces: name -> bound method (a pure tensor function: no optimizer call, no
         module-mode change inside)
     :param compiled: compile them (``torch.compile``, inductor, static shapes)
-    :param signature: what the compiled pieces are specialised to: parameter and buffer
-        shapes, the theta phase (gates' ``active`` and thetas' ``requires_grad``), the device
+    :param signature: what the compiled pieces are specialised to: the policy's shape version
+        (bumped by every surgery that changes a shape), the theta phase (gates' ``active`` and thetas' ``requires_grad``), the device
         and the setting. Module guards are dropped, so the signature must cover every module
         state a piece reads; the pieces are called with fixed training modes.
     """
@@ -136,10 +136,3 @@ class StepPieces:
             return self.__dict__["functions"][name]
         except KeyError:
             raise AttributeError(name) from None
-
-
-def shape_signature(modules: Iterable[th.nn.Module]) -> tuple:
-    """Parameter and buffer shapes of ``modules``: what a compiled piece depends on."""
-    return tuple(
-        tuple(t.shape) for module in modules for t in (*module.parameters(), *module.buffers())
-    )
