@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The MuJoCo sweep behind docs/RESULTS.md: METHODS x SEEDS on each of ENVS, STEPS env steps a run.
+#
+# Resumable: every run checkpoints (sb3-ofexi train --checkpoint-minutes), so re-running this script
+# skips finished runs and continues an interrupted one from its last checkpoint. Runs go seed by seed
+# (every method of seed 0, then seed 1, ...) so a sweep cut short still compares all methods.
+# One process per task: run one copy per ENVS value to use one core each, e.g.
+#   ENVS=Hopper-v5 bash scripts/results.sh & ENVS=HalfCheetah-v5 bash scripts/results.sh &
+# Then publish the small result files into docs/results (see docs/RESULTS.md).
+set -u
+ENVS=${ENVS:-"Hopper-v5 HalfCheetah-v5"}
+STEPS=${STEPS:-30000}
+METHODS=${METHODS:-"sac ofe prune-b ofe-big"}
+SEEDS=${SEEDS:-"0 1 2"}
+OUT=${OUT:-runs/results}
+EVAL_FREQ=${EVAL_FREQ:-3000}
+EVAL_EPISODES=${EVAL_EPISODES:-5}
+SB3_OFEXI=${SB3_OFEXI:-sb3-ofexi}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # one core per process
+
+for env in $ENVS; do
+  for seed in $SEEDS; do
+    for method in $METHODS; do
+      if [ -f "$OUT/$env/$method/seed$seed/summary.json" ]; then continue; fi
+      echo "=== $(date -u +%FT%TZ) $env $method seed $seed"
+      $SB3_OFEXI train --env "$env" --method "$method" --seed "$seed" --timesteps "$STEPS" \
+        --eval-freq "$EVAL_FREQ" --eval-episodes "$EVAL_EPISODES" --out "$OUT/$env" --no-progress \
+        || echo "!!! $env $method seed $seed failed (see $OUT/$env/$method/seed$seed)"
+    done
+  done
+  $SB3_OFEXI report "$OUT/$env"
+done
