@@ -111,7 +111,7 @@ def run_name(spec: dict[str, Any]) -> str:
 
 
 def _make_ofe(d_o: int, d_a: int, units_o: list[int], units_oa: list[int]):
-    from sb3_ofexi.ofenet import OFEXiNet
+    from sb3_ofexi.common.ofenet import OFEXiNet
 
     return OFEXiNet(d_o, d_a, list(units_o), list(units_oa), use_xi=True)
 
@@ -120,7 +120,7 @@ def _make_optimizer(ofe, lambda_ofe: float):
     """Adam as SAC_OFEXi builds it for OFEXiNet: L2 as weight decay on W and V, thetas at THETA_LR."""
     import torch as th
 
-    from sb3_ofexi.policies import l2_weights
+    from sb3_ofexi.sac_ofexi.policies import l2_weights
 
     decay = l2_weights(ofe)  # W and V, as SACOFEXiPolicy's optimizer groups them
     ids = {id(p) for p in decay}
@@ -186,8 +186,8 @@ def calibration_run(spec: dict[str, Any], out: str, results: str, warmup: int, u
     """From the seed's warm-up, thetas learn for ``updates`` OFE updates; resumable from ``NAME.ckpt``."""
     import torch as th
 
-    from sb3_ofexi.presets import get_preset
-    from sb3_ofexi.surgery import Surgery
+    from sb3_ofexi.sac_ofexi.presets import get_preset
+    from sb3_ofexi.common.surgery import Surgery
 
     th.set_num_threads(1)
     out_dir = pathlib.Path(out)
@@ -276,7 +276,7 @@ def ofe_complexity_args(ofe, rl_width: float, rho: float):
     """C_OFE terms of this OFEXiNet with the actor's and both critics' first layers at ``rl_width``."""
     import torch as th
 
-    from sb3_ofexi.complexity import ofe_complexity, theta_norm
+    from sb3_ofexi.common.complexity import ofe_complexity, theta_norm
 
     return ofe_complexity(
         ofe.obs_dim, ofe.action_dim, ofe.target_dim,

@@ -21,7 +21,7 @@ from stable_baselines3 import SAC
 from benchmarks.common import BATCH, ENV, filled_model, interleaved_ratio, report, script_main, set_phase, sync
 from sb3_ofexi import SAC_OFEXi
 from benchmarks.train_step import prune_to
-from sb3_ofexi.step import compiler_available
+from sb3_ofexi.common.step import compiler_available
 
 
 def _step_ratio(

@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 from stable_baselines3 import SAC
 
 from benchmarks.common import BATCH, ENV, filled_model, script_main, set_phase, sync
-from sb3_ofexi.step import compiler_available
+from sb3_ofexi.common.step import compiler_available
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 PARTS = (

@@ -11,7 +11,7 @@ import torch as th
 
 from benchmarks.common import BATCH, filled_model, interleaved_ratio, report, script_main, set_phase
 from sb3_ofexi import SAC_OFEXi
-from sb3_ofexi.xi import xi_gates
+from sb3_ofexi.common.xi import xi_gates
 
 
 def prune_to(model: SAC_OFEXi, keep: float, seed: int = 0) -> None:

@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
-from sb3_ofexi.checkpoint import (
+from sb3_ofexi.common.checkpoint import (
     RunCheckpoint,
     callback_state,
     env_restore,
@@ -33,10 +33,10 @@ from sb3_ofexi.checkpoint import (
     remove_checkpoints,
     set_rng_state,
 )
-from sb3_ofexi.policies import count_params, mlp_param_count
-from sb3_ofexi.pruning import PruningCallback
+from sb3_ofexi.common.complexity import count_params, mlp_param_count
+from sb3_ofexi.common.pruning import PruningCallback
 from sb3_ofexi.sac_ofexi import SAC_OFEXi
-from sb3_ofexi.xi import xi_gates
+from sb3_ofexi.common.xi import xi_gates
 
 #: method -> (YAML file in hyperparams/, algorithm class)
 METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
@@ -230,7 +230,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     """Train, evaluate every ``eval_freq`` steps, save; write ``summary.json`` and return it.
 
     Resumable: a finished run (``summary.json``) is returned as it is; an unfinished one
-    continues from its newest checkpoint (:mod:`sb3_ofexi.checkpoint`).
+    continues from its newest checkpoint (:mod:`sb3_ofexi.common.checkpoint`).
     """
     summary = finished_summary(spec)
     if summary is not None:

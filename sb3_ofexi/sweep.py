@@ -2,7 +2,7 @@
 
 * **Resume.** Re-running the same sweep on the same ``--out`` (or ``--resume``) skips finished
   runs (``summary.json``) and continues unfinished ones from their newest checkpoint
-  (:mod:`sb3_ofexi.checkpoint`). ``sweep.json`` in ``--out`` records the sweep's settings, so
+  (:mod:`sb3_ofexi.common.checkpoint`). ``sweep.json`` in ``--out`` records the sweep's settings, so
   ``sb3-ofexi compare --out DIR --resume`` needs nothing else.
 * **Failures.** A run that raises writes ``failed.json`` (error and traceback) in its folder;
   the others go on, and the report marks it. A re-run retries it.

@@ -6,7 +6,7 @@ import pytest
 import torch as th
 
 from sb3_ofexi import SAC_OFEXi
-from sb3_ofexi.policies import SACOFEXiPolicy
+from sb3_ofexi.sac_ofexi.policies import SACOFEXiPolicy
 
 SMALL = dict(ofe_layers=2, ofe_units=8, policy_kwargs=dict(net_arch=[16, 16]))
 

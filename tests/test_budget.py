@@ -11,7 +11,7 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_ofexi import SAC_OFEXi
-from sb3_ofexi.budget import M_MAX, dual_update, fit_to_budget, target_size
+from sb3_ofexi.common.budget import M_MAX, dual_update, fit_to_budget, target_size
 from tests.conftest import make_model, make_policy
 
 # the small Pendulum entry's theta settings (hyperparams/sac_ofexi_prune_b.yml), on the test-sized nets

@@ -7,9 +7,9 @@ import pytest
 import torch as th
 
 from sb3_ofexi import SAC_OFEXi
-from sb3_ofexi import step as step_module
-from sb3_ofexi.step import AUTO_MAX_PARAMS, AUTO_MIN_STEPS, compiler_available, use_compiled_step
-from sb3_ofexi.xi import xi_gates
+from sb3_ofexi.common import step as step_module
+from sb3_ofexi.common.step import AUTO_MAX_PARAMS, AUTO_MIN_STEPS, compiler_available, use_compiled_step
+from sb3_ofexi.common.xi import xi_gates
 from tests.conftest import make_model
 
 needs_compiler = pytest.mark.skipif(

@@ -3,8 +3,8 @@
 import pytest
 import torch as th
 
-from sb3_ofexi.complexity import mlp_complexity
-from sb3_ofexi.policies import count_params
+from sb3_ofexi.common.complexity import mlp_complexity
+from sb3_ofexi.common.complexity import count_params
 
 from .conftest import make_policy
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sb3_ofexi.cli import main as cli_main
-from sb3_ofexi.export import run_exported
+from sb3_ofexi.common.export import run_exported
 
 from .conftest import make_model
 

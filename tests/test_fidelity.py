@@ -9,9 +9,9 @@ import pytest
 import torch as th
 
 from sb3_ofexi import SAC_OFEXi
-from sb3_ofexi.complexity import mlp_complexity, mlp_regulariser
-from sb3_ofexi.ofenet import OFEXiNet
-from sb3_ofexi.xi import xi_gates
+from sb3_ofexi.common.complexity import mlp_complexity, mlp_regulariser
+from sb3_ofexi.common.ofenet import OFEXiNet
+from sb3_ofexi.common.xi import xi_gates
 
 from .conftest import make_model, make_policy
 
@@ -53,7 +53,7 @@ def test_paper_regulariser_is_c_ofe_up_to_the_constant(rho):
     policy = make_policy()
     c = policy.ofe_complexity(rho)
     zero = type(c)  # noqa: F841 (readability)
-    from sb3_ofexi.complexity import ofe_complexity
+    from sb3_ofexi.common.complexity import ofe_complexity
 
     ofe = policy.ofe
     at_zero = ofe_complexity(ofe.obs_dim, ofe.action_dim, ofe.target_dim, [0.0] * len(c.norms_o),

@@ -3,7 +3,7 @@
 import numpy as np
 import torch as th
 
-from sb3_ofexi.ofenet import OFEXiNet
+from sb3_ofexi.common.ofenet import OFEXiNet
 
 from .conftest import make_model
 

@@ -5,8 +5,8 @@ import pytest
 import torch as th
 
 from sb3_ofexi import PruningCallback, SAC_OFEXi
-from sb3_ofexi.policies import count_params
-from sb3_ofexi.xi import xi_gates
+from sb3_ofexi.common.complexity import count_params
+from sb3_ofexi.common.xi import xi_gates
 
 from .conftest import make_model, make_policy
 

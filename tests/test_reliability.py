@@ -235,6 +235,20 @@ def test_truncated_or_corrupted_file_gives_a_clear_error(tmp_path):
         SAC_OFEXi.load(tmp_path / "missing.zip")
 
 
+def test_load_errors_that_are_not_file_problems_keep_their_own_message(tmp_path):
+    model = make_model()
+    model.save(tmp_path / "m")
+    # an env id is accepted, as SB3's constructors accept one
+    loaded = SAC_OFEXi.load(tmp_path / "m.zip", env="Pendulum-v1")
+    assert loaded.get_env() is not None and loaded.observation_space == model.observation_space
+    # a fine file with an env of other spaces: SB3's own message, not "corrupted"
+    with pytest.raises(ValueError, match="Observation spaces do not match") as info:
+        SAC_OFEXi.load(tmp_path / "m.zip", env="InvertedPendulum-v5")
+    assert "corrupted" not in str(info.value)
+    with pytest.raises(ValueError, match="not a registered Gymnasium id"):
+        SAC_OFEXi.load(tmp_path / "m.zip", env="NoSuchEnv-v0")
+
+
 def test_stock_sac_load_of_a_sac_ofexi_file_points_to_sac_ofexi(tmp_path):
     model = make_model(xi_start=0.1, xi_round=1.0, theta_lr=0.05, nu_actor=1e-2, prune_freq=50)
     model.learn(300)

@@ -7,7 +7,7 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_ofexi import PRESETS, SAC_OFEXi
-from sb3_ofexi.xi import xi_gates
+from sb3_ofexi.common.xi import xi_gates
 
 from .conftest import make_model
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sb3_ofexi.checkpoint import env_restore, env_snapshot
+from sb3_ofexi.common.checkpoint import env_restore, env_snapshot
 from sb3_ofexi.cli import main as cli_main
 from sb3_ofexi.experiments import RunSpec
 from sb3_ofexi.sweep import run_sweep
@@ -30,7 +30,7 @@ SMALL = {
     "sac": {**SMALL_ENTRY, "policy_kwargs": "dict(net_arch=[16, 16])"},
 }  # fmt: skip
 #: summary keys that may differ between an interrupted and an uninterrupted run
-HOW_IT_RAN = {"wall_s", "sittings", "threads", "progress_bar", "out_dir", "checkpoint_steps", "checkpoint_seconds"}
+HOW_IT_RAN = {"wall_s", "sittings", "threads", "speed", "measure_speed", "progress_bar", "out_dir", "checkpoint_steps", "checkpoint_seconds"}
 
 
 def _hyperparams(tmp_path, overrides=None):

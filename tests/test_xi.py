@@ -2,7 +2,7 @@
 
 import torch as th
 
-from sb3_ofexi.xi import XiGate
+from sb3_ofexi.common.xi import XiGate
 
 
 def test_training_forward_samples_one_mask_per_pass():

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch as th
 from torch import nn
 
-from sb3_ofexi.surgery import Surgery
+from sb3_ofexi.common.surgery import Surgery
 
 
 class XiGate(nn.Module):

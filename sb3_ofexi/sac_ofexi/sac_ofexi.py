@@ -26,16 +26,17 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from torch import nn
 
-from sb3_ofexi.budget import BUDGET_KINDS, REACH, budget_params, check_budget, dual_update, fit_to_budget, target_size
-from sb3_ofexi.buffers import DeviceReplayBuffer
-from sb3_ofexi.complexity import REGULARISERS
-from sb3_ofexi.export import DeployedPolicy, export_policy
-from sb3_ofexi.ofenet import PRED_LOSSES
-from sb3_ofexi.policies import MlpPolicy, SACOFEXiPolicy
-from sb3_ofexi.presets import get_preset
-from sb3_ofexi.pruning import PruningCallback
-from sb3_ofexi.step import StepPieces, check_compile_step, use_compiled_step
-from sb3_ofexi.xi import XiGate, xi_gates
+from sb3_ofexi.common.budget import BUDGET_KINDS, REACH, budget_params, check_budget, dual_update, fit_to_budget, target_size
+from sb3_ofexi.common.buffers import DeviceReplayBuffer
+from sb3_ofexi.common.complexity import REGULARISERS
+from sb3_ofexi.common.export import DeployedPolicy, export_policy
+from sb3_ofexi.common.loading import SafeLoadMixin
+from sb3_ofexi.common.ofenet import PRED_LOSSES
+from sb3_ofexi.common.pruning import PruningCallback
+from sb3_ofexi.common.step import StepPieces, check_compile_step, use_compiled_step
+from sb3_ofexi.common.xi import XiGate, xi_gates
+from sb3_ofexi.sac_ofexi.policies import MlpPolicy, SACOFEXiPolicy
+from sb3_ofexi.sac_ofexi.presets import get_preset
 
 SelfSAC_OFEXi = TypeVar("SelfSAC_OFEXi", bound="SAC_OFEXi")
 
@@ -82,14 +83,14 @@ def check_finite(name: str, value: np.ndarray, step: int) -> None:
         )
 
 
-class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
+class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     """SAC with OFEXiNet features whose networks are pruned while they learn.
 
     Per gradient step (Algorithm 1): one OFE update on its own minibatch (eq. 33), then
     SAC's entropy, critic and actor updates on features of OFEXiNet in evaluation mode,
     each RL loss plus ``lambda/2 ||W||^2 + nu * C_x`` (eq. 34), thetas projected into
     [0, 1] after every step; every ``prune_freq`` steps units with theta < theta_tol
-    are removed from the tensors (:class:`~sb3_ofexi.pruning.PruningCallback`).
+    are removed from the tensors (:class:`~sb3_ofexi.common.pruning.PruningCallback`).
 
     :param preset: ``ofe``, ``ofe-big``, ``prune-a``, ``prune-b`` or ``prune-c``
         (``None``: prune-b); keyword arguments below override it
@@ -120,7 +121,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
     :param ofe_target_dim: f_pred predicts the first ``ofe_target_dim`` observation entries (default all)
     :param deploy_budget: deploy parameters (``param_counts()["deploy"]``) the model must end at or
         below: an int, or a float in (0, 1) for a fraction of the initial size. While thetas
-        learn, nu_actor and nu_OFE's phi_o share are steered towards it (sb3_ofexi.budget)
+        learn, nu_actor and nu_OFE's phi_o share are steered towards it (sb3_ofexi.common.budget)
     :param train_budget: the same for train parameters; steers every nu
     :param budget_rate: e-folds a nu multiplier can move over the learning phase at a relative
         size gap of 1 (dual-ascent step size; 10 by default: 30 overshot and undershot the budget
@@ -128,7 +129,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
     :param compile_step: run the gradient step's pieces through ``torch.compile``: ``True``,
         ``False`` (eager, the reference) or ``"auto"`` (on CPU, for long stretches in which no
         prune can change the shapes, networks up to 1M train parameters; see
-        :func:`sb3_ofexi.step.use_compiled_step` and docs/BENCHMARKS.md)
+        :func:`sb3_ofexi.common.step.use_compiled_step` and docs/BENCHMARKS.md)
     :param sac_kwargs: everything :class:`stable_baselines3.SAC` accepts
     """
 
@@ -282,21 +283,14 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         *args: Any,
         **kwargs: Any,
     ) -> SelfSAC_OFEXi:
-        """SB3's ``load``; a truncated or corrupted file gives a ValueError that says so.
+        """SB3's ``load`` (with :class:`SafeLoadMixin`: an env id is accepted, and only a truncated or
+        corrupted file is reported as one).
 
         A file saved before ``regulariser`` / ``pred_loss`` existed (0.1.0) keeps the behaviour it
         was trained with (``"autograd"`` / ``"mean"``) instead of taking today's defaults.
         """
         saved_keys = _saved_data_keys(path)
-        try:
-            model = super().load(path, *args, **kwargs)
-        except FileNotFoundError:
-            raise
-        except Exception as error:  # zip, JSON, pickle and torch errors all mean: unreadable file
-            raise ValueError(
-                f"Could not load a SAC_OFEXi model from {path!r}: the file is truncated, corrupted or not "
-                f"a model saved by SAC_OFEXi.save() ({type(error).__name__}: {error})"
-            ) from error
+        model = super().load(path, *args, **kwargs)
         if saved_keys is not None:
             for key, value in LEGACY_SETTINGS.items():
                 if key not in saved_keys:
@@ -346,7 +340,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
         """Units per hidden layer of phi_o, phi_oa, the actor and each critic (the survivors)."""
         return self.policy.unit_counts()
 
-    # --- size budgets (sb3_ofexi.budget) ------------------------------------------------------
+    # --- size budgets (sb3_ofexi.common.budget) ------------------------------------------------------
     @property
     def _has_budget(self) -> bool:
         return self.deploy_budget is not None or self.train_budget is not None
@@ -687,7 +681,7 @@ class SAC_OFEXi(SAC):  # noqa: N801 (the paper's name)
 
         A compiled piece keeps references into the last autograd graph it ran, and a graph that
         outlives a surgery keeps the pre-surgery shapes in the leaves' gradient accumulators
-        (see :class:`~sb3_ofexi.surgery.Surgery`); the next backward would then fail.
+        (see :class:`~sb3_ofexi.common.surgery.Surgery`); the next backward would then fail.
         """
         if self._pieces is not None and self._pieces.compiled:
             self._pieces = None

@@ -21,10 +21,10 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_ofexi.surgery import make_linear
+from sb3_ofexi.common.surgery import make_linear
 
 if TYPE_CHECKING:
-    from sb3_ofexi.policies import SACOFEXiPolicy
+    from sb3_ofexi.sac_ofexi.policies import SACOFEXiPolicy
     from sb3_ofexi.sac_ofexi import SAC_OFEXi
 
 SUFFIXES = (".onnx", ".pt")

@@ -9,8 +9,8 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
-from sb3_ofexi.surgery import Surgery, make_linear
-from sb3_ofexi.xi import XiGate
+from sb3_ofexi.common.surgery import Surgery, make_linear
+from sb3_ofexi.common.xi import XiGate
 
 #: accepted values of ``pred_loss=``: eq. (8) sums over the entries, the OFENet code averages
 PRED_LOSSES = ("sum", "mean")

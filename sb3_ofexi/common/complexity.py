@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch as th
+from torch import nn
 
 Scalar = th.Tensor | float
 
@@ -206,3 +207,17 @@ def ofe_complexity(
         first_pi=first_pi,
         first_q=list(first_q),
     )
+
+
+def count_params(module: nn.Module) -> int:
+    """Trainable weights of ``module``: every parameter except the thetas (SPEC section 7).
+
+    BN running statistics are buffers, so they are not counted either.
+    """
+    return sum(p.numel() for name, p in module.named_parameters() if not name.endswith("theta"))
+
+
+def mlp_param_count(d_in: int, hidden: list[int], d_out: int) -> int:
+    """Weights and biases of a fully connected network (the V network of Table 4's counts)."""
+    widths = [d_in, *hidden, d_out]
+    return sum((w_in + 1) * w_out for w_in, w_out in zip(widths[:-1], widths[1:]))
