@@ -22,6 +22,9 @@ def _run_options(parser: argparse.ArgumentParser, env_required: bool = True) -> 
                         help="checkpoint a run every N env steps (default 50,000) ...")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
                         help="... or every M minutes of wall time, whichever comes first (default 10)")
+    parser.add_argument("--no-speed", action="store_true",
+                        help="skip the cost measurement at the end of a run (exported policy's latency, "
+                             "training step time); 'sb3-ofexi measure DIR' can add it later")  # fmt: skip
 
 
 def _specs(args: argparse.Namespace, methods: list[str], seeds: list[int]):
@@ -33,7 +36,8 @@ def _specs(args: argparse.Namespace, methods: list[str], seeds: list[int]):
         for seed in seeds:
             specs.append(RunSpec(method, args.env, seed, timesteps, args.out, args.eval_freq, args.eval_episodes,
                                  args.device, args.hyperparams, checkpoint_steps=args.checkpoint_steps,
-                                 checkpoint_seconds=60.0 * args.checkpoint_minutes))  # fmt: skip
+                                 checkpoint_seconds=60.0 * args.checkpoint_minutes,
+                                 measure_speed=not getattr(args, "no_speed", False)))  # fmt: skip
     return specs
 
 
@@ -105,7 +109,7 @@ def _compare(args: argparse.Namespace) -> int:
     print(f"all runs ended in {time.perf_counter() - start:.0f} s ({len(failed)} failed)")
     text = path.read_text()
     if "## Score" in text:  # the tables, not the plots
-        print("## Score" + text.split("## Score", 1)[1].split("## Training time")[0])
+        print("## Score" + text.split("## Score", 1)[1].split("![")[0])
     print(f"report: {path}")
     return 1 if failed else 0
 
@@ -118,14 +122,44 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results(args: argparse.Namespace) -> int:
+    from sb3_ofexi.report import build_results, publish_runs
+
+    if args.publish:
+        copied = publish_runs(args.publish, args.dir)
+        print(f"copied {len(copied)} result files from {args.publish} into {args.dir}")
+    path = build_results(args.dir, args.out, args.hyperparams)
+    print(f"results page: {path}")
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from sb3_ofexi.measure import measure_run
+
+    root = pathlib.Path(args.dir)
+    runs = [root] if (root / "summary.json").exists() else sorted(p.parent for p in root.glob("*/seed*/summary.json"))
+    if not runs:
+        raise ValueError(f"No finished run in {root}: expected summary.json or METHOD/seedN/summary.json")
+    print(f"{len(runs)} runs, one after the other, torch on {args.threads} thread(s), onnxruntime on 1")
+    for run_dir in runs:
+        speed = measure_run(run_dir, args.threads)
+        latency, step = speed.get("deploy_latency_ms"), speed.get("train_step_ms")
+        print(f"{run_dir}: deploy latency {'n/a' if latency is None else f'{1e3 * latency:.1f} us'}, "
+              f"train step {'n/a' if step is None else f'{step:.2f} ms'}")  # fmt: skip
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
-    from sb3_ofexi.sac_ofexi import SAC_OFEXi
+    from sb3_ofexi.common.export import export_policy
+    from sb3_ofexi.experiments import ALGOS
 
     if not pathlib.Path(args.model).exists():
         raise FileNotFoundError(f"No such model file: {args.model}")
-    model = SAC_OFEXi.load(args.model, device="cpu")
-    model.export_policy(args.out)
-    counts = model.param_counts()
+    if args.algo not in ALGOS:
+        raise ValueError(f"--algo {args.algo!r}: accepted: {', '.join(ALGOS)}")
+    model = ALGOS[args.algo].load(args.model, device="cpu")
+    export_policy(model, args.out)
+    counts = model.param_counts() if hasattr(model, "param_counts") else {"deploy": sum(p.numel() for p in model.actor.parameters())}
     print(f"exported {args.model} -> {args.out} (deploy params: {counts['deploy']:,}; checked against predict to 1e-5)")
     return 0
 
@@ -171,8 +205,28 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (for the OFE baseline's counts)")
     report.set_defaults(func=_report)
 
-    export = commands.add_parser("export", help="export phi_o + actor of a saved model to .onnx or .pt")
-    export.add_argument("model", help="a model saved by SAC_OFEXi.save() (.zip)")
+    results = commands.add_parser(
+        "results", help="the results page: a report per task folder of DIR (ENV/METHOD/seedN), and one page of them"
+    )
+    results.add_argument("dir", help="a folder of task folders, e.g. docs/results")
+    results.add_argument("--out", default="docs/RESULTS.md", help="the page to write (default docs/RESULTS.md)")
+    results.add_argument("--publish", metavar="RUNS",
+                         help="first copy the small result files (summary.json, evaluations.npz, speed.json, "
+                              "failed.json; no models) of RUNS/ENV/METHOD/seedN into DIR")  # fmt: skip
+    results.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (for the OFE baseline's counts)")
+    results.set_defaults(func=_results)
+
+    measure = commands.add_parser(
+        "measure", help="re-measure the cost of finished runs from their model.zip (speed.json beside each)"
+    )
+    measure.add_argument("dir", help="a run folder (summary.json) or a folder written by 'compare'")
+    measure.add_argument("--threads", type=int, default=1, help="torch threads for the training step (default 1)")
+    measure.set_defaults(func=_measure)
+
+    export = commands.add_parser("export", help="export the deterministic policy of a saved model to .onnx or .pt")
+    export.add_argument("model", help="a saved model (.zip)")
+    export.add_argument("--algo", default="sac_ofexi",
+                        help="the class that saved it: sac_ofexi (default), polyprune_sac, eaudesac or sac")
     export.add_argument("out", help="output file: .onnx (checked with onnxruntime) or .pt (TorchScript)")
     export.set_defaults(func=_export)
     return parser

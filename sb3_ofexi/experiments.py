@@ -35,8 +35,11 @@ from sb3_ofexi.common.checkpoint import (
 )
 from sb3_ofexi.common.complexity import count_params, mlp_param_count
 from sb3_ofexi.common.pruning import PruningCallback
-from sb3_ofexi.sac_ofexi import SAC_OFEXi
 from sb3_ofexi.common.xi import xi_gates
+from sb3_ofexi.measure import measure_speed
+from sb3_ofexi.eaudesac import EauDeSAC
+from sb3_ofexi.polyprune import PolyPruneSAC
+from sb3_ofexi.sac_ofexi import SAC_OFEXi
 
 #: method -> (YAML file in hyperparams/, algorithm class)
 METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
@@ -49,7 +52,15 @@ METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
     "prune-c": ("sac_ofexi_prune_c", SAC_OFEXi),
     # prune-b with a deploy budget from its YAML entry (the size prune-b reached in the paper's Table 4)
     "budget": ("sac_ofexi_budget", SAC_OFEXi),
+    # the peer methods: per-weight masks (parameter counts fall, matrices keep their shapes)
+    "polyprune": ("polyprune_sac", PolyPruneSAC),
+    "eaudesac": ("eaudesac", EauDeSAC),
 }
+#: rl-zoo3's names of the algorithms (``--algo``)
+ALGOS: dict[str, type[BaseAlgorithm]] = {"sac_ofexi": SAC_OFEXi, "polyprune_sac": PolyPruneSAC, "eaudesac": EauDeSAC,
+                                         "sac": SAC}  # fmt: skip
+#: algorithms with their own param_counts() (deploy / train in SAC_OFEXi's sense)
+COUNTED = (SAC_OFEXi, PolyPruneSAC, EauDeSAC)
 #: rl-zoo3 keys that change the environment rather than the algorithm
 _ENV_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
 #: a run checkpoints every 50k env steps or 10 minutes of wall time, whichever comes first
@@ -105,7 +116,7 @@ def scale_schedule(hyperparams: dict[str, Any], timesteps: int) -> None:
     n_timesteps = hyperparams.pop("n_timesteps", None)
     if not n_timesteps or int(n_timesteps) == timesteps:
         return
-    for key in ("xi_start", "xi_round"):
+    for key in ("xi_start", "xi_round", "prune_start", "prune_end"):
         value = hyperparams.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             hyperparams[key] = round(value * timesteps / float(n_timesteps))
@@ -114,8 +125,9 @@ def scale_schedule(hyperparams: dict[str, Any], timesteps: int) -> None:
 
 
 def param_counts(model: BaseAlgorithm) -> dict[str, int]:
-    """deploy / train parameters (SPEC section 7); for stock SAC: actor / actor + critics."""
-    if isinstance(model, SAC_OFEXi):
+    """deploy / train parameters (SPEC section 7); for stock SAC: actor / actor + critics; for the
+    masked peers, the same without their masked weights."""
+    if isinstance(model, COUNTED):
         return model.param_counts()
     actor = count_params(model.actor)  # type: ignore[attr-defined]
     return {"deploy": actor, "train": actor + count_params(model.critic)}  # type: ignore[attr-defined]
@@ -127,7 +139,8 @@ def paper_param_counts(model: BaseAlgorithm) -> dict[str, int]:
     if isinstance(model, SAC_OFEXi):
         return model.paper_param_counts()
     counts = param_counts(model)
-    critic = model.critic.q_networks[0]  # type: ignore[attr-defined]
+    critics = model.critic.members if isinstance(model, EauDeSAC) else [model.critic]  # type: ignore[attr-defined]
+    critic = critics[0].q_networks[0]
     hidden = [m.out_features for m in critic if isinstance(m, nn.Linear)][:-1]
     v_net = mlp_param_count(model.actor.features_dim, hidden, 1)  # type: ignore[attr-defined]
     return {"deploy": counts["deploy"], "train": counts["train"] + v_net}
@@ -160,6 +173,11 @@ class SizeHistory(BaseCallback):
                 thetas = [g.theta.detach() for g in xi_gates(net) if g.n_units > 0]
                 row[f"theta_{name}"] = float(th.cat(thetas).mean()) if thetas else float("nan")
                 row[f"units_{name}"] = sum(g.n_units for g in xi_gates(net))
+        elif isinstance(self.model, (PolyPruneSAC, EauDeSAC)):
+            sparsities = self.model.sparsities()
+            for name in ("actor", "critic"):
+                if name in sparsities:
+                    row[f"sparsity_{name}"] = sparsities[name]
         self.rows.append(row)
 
 
@@ -180,6 +198,8 @@ class RunSpec:
     checkpoint_seconds: float = CHECKPOINT_SECONDS
     #: keyword arguments that override the YAML entry (``train --deploy-budget``, ...)
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: time the exported policy and the training step at the end (:mod:`sb3_ofexi.measure`)
+    measure_speed: bool = True
 
     @property
     def run_dir(self) -> pathlib.Path:
@@ -243,7 +263,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     _, algo = METHODS[spec.method]
     hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
-    if spec.overrides and not issubclass(algo, SAC_OFEXi):
+    if spec.overrides and not issubclass(algo, SAC_OFEXi):  # size budgets are SAC_OFEXi's
         accepted = [m for m, (_, cls) in METHODS.items() if cls is SAC_OFEXi]
         raise ValueError(f"{sorted(spec.overrides)} apply to SAC_OFEXi methods only, not to {spec.method!r} "
                          f"({algo.__name__}): accepted methods: {accepted}")  # fmt: skip
@@ -279,6 +299,8 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
                 reset_num_timesteps=checkpoint is None)  # fmt: skip
     wall = run_state()["wall_s"]
     model.save(run_dir / "model")
+    # after the save: timing the training step changes the in-memory model only
+    speed = measure_speed(model) if spec.measure_speed else None
     env.close()
     eval_env.close()
 
@@ -299,6 +321,8 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         "params_paper": paper_param_counts(model),
         "units": model.unit_counts() if isinstance(model, SAC_OFEXi) else None,
         "budgets": _budget_summary(model),
+        "sparsities": model.sparsities() if isinstance(model, (PolyPruneSAC, EauDeSAC)) else None,
+        "speed": speed,
         "history": history.rows,
     }
     tmp = run_dir / "summary.json.tmp"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 from typing import Any
 
 import numpy as np
 
 from sb3_ofexi.experiments import METHODS, load_hyperparams
+from sb3_ofexi.measure import run_speed
 
 #: The paper's Tables 3 and 4 (its MuJoCo v2 tasks): score, dR, tR, deploy / train params in thousands
 PAPER_TABLES: dict[str, dict[str, tuple[int, int | None, int | None, int, int]]] = {
@@ -32,6 +34,7 @@ PAPER_TABLES: dict[str, dict[str, tuple[int, int | None, int | None, int, int]]]
 PNG_CURVES = "learning_curves.png"
 PNG_UNITS = "units_per_layer.png"
 PNG_THETA = "theta_over_time.png"
+PNG_SPARSITY = "sparsity_over_time.png"
 
 
 def load_failures(out_dir: str | pathlib.Path) -> list[dict[str, Any]]:
@@ -48,6 +51,7 @@ def load_runs(out_dir: str | pathlib.Path, allow_empty: bool = False) -> dict[st
     runs: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(pathlib.Path(out_dir).glob("*/seed*/summary.json")):
         summary = json.loads(path.read_text())
+        summary["speed"] = run_speed(path.parent, summary)  # speed.json (re-measured) over the run's own
         runs.setdefault(summary["method"], []).append(summary)
     if not runs and not allow_empty:
         raise ValueError(f"No runs in {out_dir}: expected METHOD/seedN/summary.json written by 'sb3-ofexi train'")
@@ -229,7 +233,71 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
         fig.savefig(out / PNG_THETA, dpi=120)
         plt.close(fig)
         written.append(PNG_THETA)
+
+    # critic (and actor) sparsity over time, masked peers only
+    masked = {m: g for m, g in runs.items() if g[0]["history"] and "sparsity_critic" in g[0]["history"][-1]}
+    if masked:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for method, group in masked.items():
+            n = min(len(s["history"]) for s in group)
+            steps = [row["timesteps"] for row in group[0]["history"][:n]]
+            for net, style in (("critic", "-"), ("actor", "--")):
+                if f"sparsity_{net}" in group[0]["history"][-1]:
+                    values = np.array([[row.get(f"sparsity_{net}", np.nan) for row in s["history"][:n]] for s in group])
+                    ax.plot(steps, np.nanmean(values, 0), style, label=f"{method} {net}")
+        ax.set(xlabel="environment steps", ylabel="sparsity (fraction of weights masked)",
+               title=f"{env_id}: sparsity of the masked peers")  # fmt: skip
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / PNG_SPARSITY, dpi=120)
+        plt.close(fig)
+        written.append(PNG_SPARSITY)
     return written
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.median(present)) if present else None
+
+
+def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict[str, Any]]:
+    """What each method costs at its final size: parameters kept, critic sparsity (masked peers),
+    the exported policy's batch-1 latency and the training step's time (:mod:`sb3_ofexi.measure`)."""
+    rows, numbers, sources = [], {}, set()
+    for method, group in runs.items():
+        speeds = [s.get("speed") or {} for s in group]
+        latency = _median([sp.get("deploy_latency_ms") for sp in speeds])
+        step = _median([sp.get("train_step_ms") for sp in speeds])
+        sources.update(f"{sp.get('source', 'end of the run')}, torch threads {sp.get('torch_threads')}"
+                       for sp in speeds if sp)  # fmt: skip
+        sparsity = _median([(s.get("sparsities") or {}).get("critic") for s in group])
+        numbers[method] = {"deploy_latency_ms": latency, "train_step_ms": step, "critic_sparsity": sparsity,
+                           "wall_s": float(np.mean([s["wall_s"] for s in group]))}  # fmt: skip
+        rows.append(
+            f"| {method} | {np.mean([s['params']['deploy'] for s in group]) / 1e3:.1f} | "
+            f"{np.mean([s['params']['train'] for s in group]) / 1e3:.1f} | "
+            f"{'-' if sparsity is None else f'{100 * sparsity:.0f}%'} | "
+            f"{'n/a' if latency is None else f'{1e3 * latency:.1f}'} | {'n/a' if step is None else f'{step:.1f}'} | "
+            f"{numbers[method]['wall_s']:.0f} |"
+        )
+    lines = [
+        "## What the savings buy (cost at the final size)",
+        "",
+        "Parameters kept (k): OFEXiNet methods remove whole units, so their matrices shrink; the masked peers "
+        "(polyprune, eaudesac) hold their pruned weights at zero in matrices of unchanged shape, so their counts "
+        "fall without any change in the arithmetic of a dense kernel. Latency: the deterministic policy exported "
+        "to ONNX by one exporter for all methods, onnxruntime on 1 thread, batch 1, median over seeds. Step: "
+        "one gradient step (`model.train`, the run's batch size) at the final size, ms, median over seeds. "
+        f"Measured: {'; '.join(sorted(sources)) or 'not measured'}. Timings compare methods within this "
+        "report only.",
+        "",
+        "| method | deploy nonzero (k) | train nonzero (k) | critic sparsity | deploy latency (µs) | "
+        "train step (ms) | wall time per run (s) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    return lines, numbers
 
 
 def budget_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -272,6 +340,9 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
     baseline = ofe_baseline_counts(runs, hyperparams_dir)
     table3, table4, numbers = tables(runs, baseline)
     pngs = _plots(runs, out, env_id)
+    cost_lines, cost = cost_section(runs)
+    for method, entry in cost.items():
+        numbers[method].update(entry)
     first = next(iter(runs.values()))[0]
     lines = [
         f"# {env_id}: SAC_OFEXi comparison",
@@ -286,6 +357,8 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
         "",
         "* deploy = phi_o + actor (stock SAC: actor), as Table 1's deployment column;",
         "* train = phi_o + phi_oa + f_pred + actor + both critics (stock SAC: actor + critics);",
+        "* polyprune / eaudesac: the same, without their masked (zero) weights; eaudesac's train count holds "
+        "its whole population of online critics;",
         "* train, paper convention = train without f_pred, plus the V network of the paper's SAC (on the actor's "
         "input, with the first critic's hidden widths), which SB3's SAC does not have. With it our OFE / SAC / "
         "SAC-Big counts match Table 4 to 0.3%; OFE-Big's Table 4 count seems to include f_pred "
@@ -302,12 +375,7 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
         "",
         *budget_section(runs),
         *paper_section(env_id, list(runs)),
-        "## Training time",
-        "",
-        "| method | wall time per run (s, mean) |",
-        "|---|---|",
-        *[f"| {m} | {np.mean([s['wall_s'] for s in g]):.0f} |" for m, g in runs.items()],
-        "",
+        *cost_lines,
         *[f"![{png}]({png})" for png in pngs],
         "",
     ]
@@ -316,3 +384,92 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
     (out / "report.json").write_text(json.dumps({"env": env_id, "ofe_baseline": baseline, "methods": numbers},
                                                 indent=1))  # fmt: skip
     return path
+
+
+#: the paper's budget per task (section 5): 2M env steps for HalfCheetah, 1M elsewhere
+PAPER_STEPS = {"HalfCheetah": 2_000_000}
+RESULT_FILES = ("summary.json", "evaluations.npz", "speed.json", "failed.json")
+
+
+def publish_runs(source: str | pathlib.Path, target: str | pathlib.Path) -> list[pathlib.Path]:
+    """Copy the small result files of every run under ``source`` (``ENV/METHOD/seedN/``) into
+    ``target``: summaries, evaluation arrays, re-measured timings and failure records; never
+    models, checkpoints or replay buffers."""
+    import shutil
+
+    source, target = pathlib.Path(source), pathlib.Path(target)
+    copied = []
+    for path in sorted(source.glob("*/*/seed*/*")):
+        if path.name in RESULT_FILES:
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, destination)
+            copied.append(destination)
+    return copied
+
+
+def _task_dirs(root: pathlib.Path) -> list[pathlib.Path]:
+    return sorted({p.parents[2] for p in root.glob("*/*/seed*/summary.json")})
+
+
+def _scale_rows(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    rows = []
+    for method, group in runs.items():
+        start = group[0]["history"][0] if group[0]["history"] else {}
+        steps = sorted({s["timesteps"] for s in group})
+        rows.append(f"| {method} | {len(group)} | {', '.join(f'{t:,}' for t in steps)} | "
+                    f"{start.get('deploy', 0) / 1e3:.1f} | {start.get('train', 0) / 1e3:.1f} | "
+                    f"{group[0]['hyperparams'].get('learning_starts', 'n/a')} |")  # fmt: skip
+    return rows
+
+
+def build_results(root: str | pathlib.Path, out: str | pathlib.Path, hyperparams_dir: str | None = None) -> pathlib.Path:
+    """The results page: every task folder under ``root`` gets its report (:func:`build_report`),
+    and ``out`` collects their tables, scale and the paper's numbers on one page."""
+    root, out = pathlib.Path(root), pathlib.Path(out)
+    tasks = _task_dirs(root)
+    if not tasks:
+        raise ValueError(f"No finished run under {root}: expected ENV/METHOD/seedN/summary.json")
+    link = pathlib.Path(os.path.relpath(root, out.parent))
+    lines = [
+        "# Results on MuJoCo",
+        "",
+        "Generated by `sb3-ofexi results " + str(root) + " --out " + str(out) + "` from the run summaries "
+        f"committed under `{root}/` (summary.json, evaluations.npz and speed.json of every run; no models and "
+        "no replay buffers). How the runs were made, and at what scale, is stated per task; what each "
+        "count includes is stated in each task's report.",
+        "",
+    ]
+    for task_dir in tasks:
+        report_path = build_report(task_dir, hyperparams_dir)
+        runs = load_runs(task_dir)
+        env_id = next(iter(runs.values()))[0]["env_id"]
+        task = env_id.split("-")[0]
+        paper_steps = PAPER_STEPS.get(task, 1_000_000)
+        text = report_path.read_text()
+        body = text.split("## Score", 1)[1] if "## Score" in text else ""
+        body, _, _ = body.partition("![")
+        body = body.replace("\n## ", "\n### ")
+        pngs = [line for line in text.splitlines() if line.startswith("![")]
+        rel = link / task_dir.relative_to(root)
+        lines += [
+            f"## {env_id}",
+            "",
+            f"Scale: the paper trains {paper_steps:,} env steps on {task}-v2; these runs train the steps below "
+            "from the same starting sizes (the paper's networks and SAC settings, from `hyperparams/`), so they "
+            "show the start of the paper's learning curves, not its final scores. Schedules given in env steps "
+            "(xi_start) are scaled with the budget. Full report: "
+            f"[{rel / 'report.md'}]({rel / 'report.md'}).",
+            "",
+            "| method | seeds | env steps per run | deploy params at start (k) | train params at start (k) | "
+            "learning_starts |",
+            "|---|---|---|---|---|---|",
+            *_scale_rows(runs),
+            "",
+            "### Score" + body.rstrip(),
+            "",
+            *[png.replace("](", f"]({rel}/") for png in pngs],
+            "",
+        ]
+    out.write_text("\n".join(lines))
+    return out

@@ -1,4 +1,6 @@
-"""rl-zoo3 with ``sac_ofexi`` registered: ``python -m sb3_ofexi.zoo train|enjoy [rl-zoo3 flags]``.
+"""rl-zoo3 with this package's algorithms registered: ``python -m sb3_ofexi.zoo train|enjoy [rl-zoo3 flags]``.
+
+``--algo``: ``sac_ofexi``, and the peer methods ``polyprune_sac`` and ``eaudesac``.
 
 rl-zoo3 has no plugin API; as SBX documents, the algorithm is added to its ``ALGOS``
 dict (shared by every rl-zoo3 module) before rl-zoo3's own entry point runs, so all
@@ -6,6 +8,7 @@ of its flags keep working::
 
     python -m sb3_ofexi.zoo train --algo sac_ofexi --env Hopper-v5 -conf hyperparams/sac_ofexi_prune_b.yml
     python -m sb3_ofexi.zoo enjoy --algo sac_ofexi --env Hopper-v5 -f logs --no-render
+    python -m sb3_ofexi.zoo train --algo eaudesac --env Hopper-v5 -conf hyperparams/eaudesac.yml
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ USAGE = "usage: python -m sb3_ofexi.zoo {train,enjoy} [rl-zoo3 arguments]  (see 
 
 
 def register() -> None:
-    """Make ``--algo sac_ofexi`` known to rl-zoo3."""
+    """Make ``--algo sac_ofexi | polyprune_sac | eaudesac`` known to rl-zoo3."""
     import rl_zoo3
 
-    from sb3_ofexi.sac_ofexi import SAC_OFEXi
+    from sb3_ofexi.experiments import ALGOS
 
-    rl_zoo3.ALGOS["sac_ofexi"] = SAC_OFEXi
+    rl_zoo3.ALGOS.update({name: algo for name, algo in ALGOS.items() if name != "sac"})  # rl-zoo3 has "sac"
 
 
 def main(argv: list[str] | None = None) -> int:

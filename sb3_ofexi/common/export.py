@@ -1,4 +1,6 @@
-"""Deployment export: phi_o + actor mean, deterministic, at the pruned shapes (Table 1).
+"""Deployment export: phi_o + actor mean, deterministic, at the pruned shapes (Table 1); and the
+same export for every SAC-family model of the package (stock SAC, PolyPruneSAC, EauDeSAC), so
+their latencies are measured through one exporter.
 
 The exported graph folds every evaluation-mode constant into weights: BatchNorm into the
 preceding Linear, the thetas and the diagonal V of the DenseNet into the columns of the
@@ -19,13 +21,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch as th
 import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from sb3_ofexi.common.surgery import make_linear
 
 if TYPE_CHECKING:
     from sb3_ofexi.sac_ofexi.policies import SACOFEXiPolicy
-    from sb3_ofexi.sac_ofexi import SAC_OFEXi
 
 SUFFIXES = (".onnx", ".pt")
 
@@ -97,19 +102,56 @@ class DeployedPolicy(nn.Module):
         return th.tanh(self.mean(x)) * self.half_range + self.center
 
 
-def export_policy(model: SAC_OFEXi, path: str | pathlib.Path, check: bool = True) -> DeployedPolicy:
+class SACDeployedPolicy(nn.Module):
+    """``obs -> action`` of SB3's SAC actor (``latent_pi`` -> ``mu`` -> tanh -> SB3's rescaling),
+    deterministic. A masked actor is exported as it is: its pruned weights are zeros in dense
+    matrices, which is what unstructured pruning deploys without sparse kernels."""
+
+    def __init__(self, model: BaseAlgorithm) -> None:
+        super().__init__()
+        actor = model.actor  # type: ignore[attr-defined]
+        if not isinstance(actor.features_extractor, FlattenExtractor):
+            raise ValueError(f"export_policy: features extractor {type(actor.features_extractor).__name__}: "
+                             "accepted: the default FlattenExtractor")  # fmt: skip
+        self.latent_pi = copy.deepcopy(actor.latent_pi).cpu()
+        self.mu = copy.deepcopy(actor.mu).cpu()
+        space = model.action_space
+        low = th.as_tensor(space.low, dtype=th.float32)  # type: ignore[union-attr]
+        high = th.as_tensor(space.high, dtype=th.float32)  # type: ignore[union-attr]
+        self.register_buffer("half_range", 0.5 * (high - low))
+        self.register_buffer("center", 0.5 * (high + low))
+        self.eval()
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        return th.tanh(self.mu(self.latent_pi(obs))) * self.half_range + self.center
+
+
+def deployed_policy(model: BaseAlgorithm) -> nn.Module:
+    """The exported module of ``model``: :class:`DeployedPolicy` for SAC_OFEXi, otherwise
+    :class:`SACDeployedPolicy`."""
+    policy = model.policy
+    if hasattr(policy, "ofe"):
+        return DeployedPolicy(policy)  # type: ignore[arg-type]
+    if isinstance(policy, SACPolicy):
+        return SACDeployedPolicy(model)
+    raise ValueError(f"export_policy: {type(model).__name__}: accepted: SAC_OFEXi, SAC and the SAC-based peers")
+
+
+def export_policy(model: BaseAlgorithm, path: str | pathlib.Path, check: bool = True) -> nn.Module:
     """Write the deployment policy to ``.onnx`` (checked with onnxruntime) or ``.pt`` (TorchScript).
 
     :param check: compare the file against ``model.predict(obs, deterministic=True)`` on a
         batch of observations and raise if they differ by more than 1e-5
-    :return: the in-memory :class:`DeployedPolicy` that was exported
+    :return: the in-memory module that was exported (:func:`deployed_policy`)
     """
     path = pathlib.Path(path)
     if path.suffix not in SUFFIXES:
         raise ValueError(f"Cannot export to {str(path)!r}: accepted suffixes are {', '.join(SUFFIXES)}")
-    deployed = DeployedPolicy(model.policy)
-    obs_dim = model.policy.ofe.obs_dim
-    example = th.zeros(2, obs_dim)
+    space = model.observation_space
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+        raise ValueError(f"export_policy: observation space {space}: accepted: a 1-D Box")
+    deployed = deployed_policy(model)
+    example = th.zeros(2, space.shape[0])
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_exporter():
         if path.suffix == ".onnx":
@@ -159,7 +201,7 @@ def run_exported(path: str | pathlib.Path, obs: np.ndarray) -> np.ndarray:
         return module(th.as_tensor(obs)).numpy()
 
 
-def _sample_observations(model: SAC_OFEXi, n: int) -> np.ndarray:
+def _sample_observations(model: BaseAlgorithm, n: int) -> np.ndarray:
     space = model.observation_space
     rng = np.random.default_rng(0)
     low = np.where(np.isfinite(space.low), space.low, -3.0)  # type: ignore[attr-defined]
