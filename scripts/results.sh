@@ -6,11 +6,12 @@
 # (every method of seed 0, then seed 1, ...) so a sweep cut short still compares all methods.
 # One process per task: run one copy per ENVS value to use one core each, e.g.
 #   ENVS=Hopper-v5 bash scripts/results.sh & ENVS=HalfCheetah-v5 bash scripts/results.sh &
-# Then publish the small result files into docs/results (see docs/RESULTS.md).
+# Then: sb3-ofexi measure runs/results/ENV (re-time every run in one quiet sitting), and
+#   sb3-ofexi results docs/results --publish runs/results   (small files only; writes docs/RESULTS.md)
 set -u
 ENVS=${ENVS:-"Hopper-v5 HalfCheetah-v5"}
 STEPS=${STEPS:-30000}
-METHODS=${METHODS:-"sac ofe prune-b ofe-big"}
+METHODS=${METHODS:-"sac polyprune ofe eaudesac prune-b ofe-big"}  # cheapest first
 SEEDS=${SEEDS:-"0 1 2"}
 OUT=${OUT:-runs/results}
 EVAL_FREQ=${EVAL_FREQ:-3000}
