@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: venv demo test clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch pulls the CUDA build (several GB)

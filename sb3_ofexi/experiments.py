@@ -79,8 +79,26 @@ def default_eval_freq(timesteps: int) -> int:
 
 
 def default_hyperparams_dir() -> pathlib.Path:
-    """``hyperparams/`` of the source tree (the package is installed in editable mode)."""
+    """The rl-zoo3 YAML files: the package's copy when it is installed (``sb3_ofexi/hyperparams``,
+    package data built from the repository's ``hyperparams/``), else the source tree's
+    ``hyperparams/`` (a checkout, an editable install)."""
+    installed = pathlib.Path(__file__).resolve().parent / "hyperparams"
+    if (installed / "sac.yml").exists():
+        return installed
     return pathlib.Path(__file__).resolve().parents[1] / "hyperparams"
+
+
+def resolve_hyperparams_file(name: str) -> pathlib.Path:
+    """A YAML file given as a path, or by the name of a packaged file (``sac_ofexi_prune_b`` or
+    ``sac_ofexi_prune_b.yml``)."""
+    path = pathlib.Path(name)
+    if path.exists():
+        return path
+    packaged = default_hyperparams_dir() / (name if name.endswith((".yml", ".yaml")) else f"{name}.yml")
+    if path.parent == pathlib.Path(".") and packaged.exists():
+        return packaged
+    available = ", ".join(sorted(p.stem for p in default_hyperparams_dir().glob("*.yml")))
+    raise ValueError(f"-conf {name!r}: no such file, and not a packaged file: accepted: a path or one of {available}")
 
 
 def parse_methods(text: str) -> list[str]:

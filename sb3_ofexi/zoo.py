@@ -9,6 +9,9 @@ of its flags keep working::
     python -m sb3_ofexi.zoo train --algo sac_ofexi --env Hopper-v5 -conf hyperparams/sac_ofexi_prune_b.yml
     python -m sb3_ofexi.zoo enjoy --algo sac_ofexi --env Hopper-v5 -f logs --no-render
     python -m sb3_ofexi.zoo train --algo eaudesac --env Hopper-v5 -conf hyperparams/eaudesac.yml
+    python -m sb3_ofexi.zoo train --algo sac_ofexi --env Hopper-v5 -conf sac_ofexi_prune_b   # a packaged file
+
+``-conf`` / ``--conf-file`` takes a path, or the name of one of the package's YAML files.
 """
 
 from __future__ import annotations
@@ -27,6 +30,22 @@ def register() -> None:
     rl_zoo3.ALGOS.update({name: algo for name, algo in ALGOS.items() if name != "sac"})  # rl-zoo3 has "sac"
 
 
+CONF_FLAGS = ("-conf", "--conf-file")
+
+
+def resolve_conf(args: list[str]) -> list[str]:
+    """``-conf NAME`` -> the path of the packaged file NAME(.yml) when NAME is not a path."""
+    from sb3_ofexi.experiments import resolve_hyperparams_file
+
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg in CONF_FLAGS and i + 1 < len(out):
+            out[i + 1] = str(resolve_hyperparams_file(out[i + 1]))
+        elif arg.startswith("--conf-file="):
+            out[i] = "--conf-file=" + str(resolve_hyperparams_file(arg.split("=", 1)[1]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] not in ("train", "enjoy"):
@@ -34,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     register()
     command, rest = argv[0], argv[1:]
+    if any(arg in CONF_FLAGS or arg.startswith("--conf-file=") for arg in rest):
+        try:
+            rest = resolve_conf(rest)
+        except ValueError as error:
+            print(f"python -m sb3_ofexi.zoo {command}: error: {error}", file=sys.stderr)
+            return 2
     saved_argv = sys.argv
     sys.argv = [f"python -m sb3_ofexi.zoo {command}", *rest]
     try:

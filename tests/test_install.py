@@ -1,0 +1,64 @@
+"""The package as a user installs it: a wheel (not editable), used from another directory."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_the_yaml_files_and_compare_runs_from_any_directory(tmp_path):
+    # build the wheel from a copy of the sources (setuptools builds in-tree), with no network:
+    # the installed setuptools, no build isolation
+    source = tmp_path / "source"
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    for folder in ("sb3_ofexi", "hyperparams"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(source)], check=True, cwd=tmp_path)  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("sb3_ofexi-*.whl")
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True)  # fmt: skip
+    shipped = sorted(p.name for p in (site / "sb3_ofexi" / "hyperparams").glob("*.yml"))
+    assert shipped == sorted(p.name for p in (ROOT / "hyperparams").glob("*.yml"))
+    for name in shipped:  # the same files, not stale copies
+        assert yaml.safe_load((site / "sb3_ofexi" / "hyperparams" / name).read_text()) == yaml.safe_load(
+            (ROOT / "hyperparams" / name).read_text()
+        )
+    # the installed copy comes first on the path (its dependencies are this environment's)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = (
+        "import sb3_ofexi, pathlib; from sb3_ofexi.experiments import default_hyperparams_dir as d; "
+        f"assert pathlib.Path(sb3_ofexi.__file__).is_relative_to({str(site)!r}), sb3_ofexi.__file__; "
+        f"assert d().is_relative_to({str(site)!r}), d(); "
+        "from sb3_ofexi.zoo import resolve_conf; print(resolve_conf(['-conf', 'sac_ofexi_prune_b'])[1])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=elsewhere, check=True, capture_output=True,
+                         text=True).stdout  # fmt: skip
+    assert out.strip().startswith(str(site)) and out.strip().endswith("sac_ofexi_prune_b.yml")
+    result = subprocess.run([sys.executable, "-m", "sb3_ofexi.cli", "compare", "--env", "Pendulum-v1", "--methods",
+                             "sac", "--seeds", "1", "--timesteps", "300", "--eval-freq", "150", "--eval-episodes",
+                             "1", "--no-speed", "--out", "runs"], env=env, cwd=elsewhere, capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (elsewhere / "runs" / "sac" / "seed0" / "summary.json").exists()
+
+
+def test_zoo_conf_accepts_a_packaged_name_and_rejects_an_unknown_one(capsys):
+    from sb3_ofexi.zoo import main as zoo_main, resolve_conf
+
+    assert resolve_conf(["--env", "Hopper-v5", "-conf", "eaudesac.yml"])[-1].endswith("hyperparams/eaudesac.yml")
+    assert resolve_conf(["--conf-file=polyprune_sac"])[0].endswith("hyperparams/polyprune_sac.yml")
+    assert zoo_main(["train", "--algo", "sac_ofexi", "-conf", "no_such_file"]) == 2
+    assert "packaged file" in capsys.readouterr().err
