@@ -14,16 +14,26 @@ from sb3_ofexi.zoo import main as zoo_main
 
 HYPERPARAMS = pathlib.Path(__file__).resolve().parents[1] / "hyperparams"
 YAML_FILES = sorted(HYPERPARAMS.glob("*.yml"))
-PAPER_LAYERS = {"HalfCheetah-v5": 8, "Hopper-v5": 6, "Walker2d-v5": 6, "Ant-v5": 6}  # paper section 5
+#: every Gymnasium MuJoCo v5 task (InvertedPendulum-v5's entry is a small CPU entry)
+MUJOCO_V5 = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
+             "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d")  # fmt: skip
+#: OFE blocks: 8 for HalfCheetah and 6 for the other MuJoCo tasks (paper section 5); 4 in small entries
+PAPER_LAYERS = {f"{task}-v5": 8 if task == "HalfCheetah" else 6 for task in MUJOCO_V5 if task != "InvertedPendulum"}
+
+
+def test_the_list_of_mujoco_v5_tasks_is_gymnasiums():
+    import gymnasium as gym
+
+    registered = {name.split("-")[0] for name in gym.registry if name.endswith("-v5")
+                  and "mujoco" in str(gym.registry[name].entry_point)}  # fmt: skip
+    assert registered == set(MUJOCO_V5)
 
 
 def test_hyperparams_folder_covers_every_method_and_env():
     assert any("ofexi" in f.name for f in YAML_FILES)
     for method, (stem, _) in METHODS.items():
         entries = yaml.safe_load((HYPERPARAMS / f"{stem}.yml").read_text())
-        assert {"HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Pendulum-v1", "InvertedPendulum-v5"} <= set(
-            entries
-        ), method
+        assert {f"{task}-v5" for task in MUJOCO_V5} | {"Pendulum-v1"} <= set(entries), method
         assert entries["HalfCheetah-v5"]["n_timesteps"] == 2e6 and entries["Hopper-v5"]["n_timesteps"] == 1e6
         if stem.startswith("sac_ofexi"):
             assert entries["HalfCheetah-v5"]["ofe_layers"] == 8 and entries["Walker2d-v5"]["ofe_layers"] == 6
