@@ -1,5 +1,7 @@
 """SAC_OFEXi inside SB3: presets, theta schedule, save/load, construction errors."""
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -173,3 +175,18 @@ def test_adam_weight_decay_is_the_gradient_of_the_l2_term():
         ((x @ w2.T).pow(2).mean() + 0.5 * lam * w2.pow(2).sum()).backward()
         opt2.step()
     th.testing.assert_close(w1, w2)
+
+
+def test_get_and_set_parameters_round_trip_with_batchnorm_buffers():
+    model = make_model(preset="prune-b", xi_start=0.1, theta_lr=0.05, nu_actor=1e-2, prune_freq=50)
+    model.learn(300)
+    params = copy.deepcopy(model.get_parameters())  # SB3's state dicts share storage with the model
+    tracked = [k for k in params["policy"] if k.endswith("num_batches_tracked")]
+    assert tracked and all(int(params["policy"][k]) > 0 for k in tracked)
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    with th.no_grad():  # disturb every parameter and buffer, BN statistics included
+        for value in model.policy.state_dict().values():
+            value.add_(1) if value.is_floating_point() else value.add_(7)
+    model.set_parameters(params, exact_match=True)
+    after = model.policy.state_dict()
+    assert all(th.equal(after[k], before[k]) for k in before)
