@@ -11,7 +11,7 @@ of its flags keep working::
     python -m sb3_ofexi.zoo train --algo eaudesac --env Hopper-v5 -conf hyperparams/eaudesac.yml
     python -m sb3_ofexi.zoo train --algo sac_ofexi --env Hopper-v5 -conf sac_ofexi_prune_b   # a packaged file
 
-``-conf`` / ``--conf-file`` takes a path, or the name of one of the package's YAML files.
+``-optimize`` works with ``--algo sac_ofexi`` (:mod:`sb3_ofexi.tuning`). ``-conf`` / ``--conf-file`` takes a path, or the name of one of the package's YAML files.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ def register() -> None:
 
     from sb3_ofexi.experiments import ALGOS
 
+    from sb3_ofexi.tuning import register_sampler
+
     rl_zoo3.ALGOS.update({name: algo for name, algo in ALGOS.items() if name != "sac"})  # rl-zoo3 has "sac"
+    register_sampler()  # -optimize for sac_ofexi
 
 
 CONF_FLAGS = ("-conf", "--conf-file")

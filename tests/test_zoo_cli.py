@@ -111,3 +111,17 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "ppo" in capsys.readouterr().err
     assert cli_main(["train", "--env", "CartPole-v1", "--method", "ofe", "--out", str(tmp_path)]) == 2
     assert cli_main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_rl_zoo3_optimize_sac_ofexi(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert zoo_main(["train", "--algo", "sac_ofexi", "--env", "Pendulum-v1", "-conf", "sac_ofexi_prune_b", "-optimize",
+                     "--n-trials", "2", "-n", "300", "--n-evaluations", "1", "--eval-episodes", "1", "--sampler",
+                     "random", "--pruner", "none", "--seed", "0", "-f", "logs", "-params", "learning_starts:200",
+                     "ofe_pretrain_steps:10", "prune_freq:100"]) == 0  # fmt: skip
+    (report,) = (tmp_path / "logs" / "sac_ofexi").glob("report_Pendulum-v1_2-trials-300-random-none_*.csv")
+    text = report.read_text()
+    for name in ("params_nu_ofe", "params_nu_actor", "params_nu_critic", "params_rho", "params_theta_lr",
+                 "params_ofe_units"):  # fmt: skip
+        assert name in text
+    assert text.count("COMPLETE") == 2
