@@ -287,3 +287,20 @@ def test_two_cpu_runs_with_the_same_seed_are_identical():
         runs.append(_state(model))
     assert runs[0].keys() == runs[1].keys()
     assert all(th.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize(
+    "policy, policy_kwargs, match",
+    [
+        ("MlpPolicy", dict(features_extractor_class=th.nn.Flatten), "features_extractor_class.*phi_o is the feature"),
+        ("MlpPolicy", dict(share_features_extractor=False), "share_features_extractor.*always shared"),
+        ("MlpPolicy", dict(log_std_init=-3), "log_std_init.*gSDE"),
+        ("MlpPolicy", dict(dropout=0.1), "dropout.*not an argument of SACOFEXiPolicy.*Accepted keys: net_arch"),
+        ("CnnPolicy", None, "CnnPolicy.*image observations"),
+        ("MultiInputPolicy", None, "MultiInputPolicy.*FlattenObservation"),
+        ("NoPolicy", None, "accepted: \\['MlpPolicy'\\]"),
+    ],
+)
+def test_policy_and_policy_kwargs_sac_ofexi_does_not_take_give_a_value_error(policy, policy_kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SAC_OFEXi(policy, "Pendulum-v1", policy_kwargs=policy_kwargs)

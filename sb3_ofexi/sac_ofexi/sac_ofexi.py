@@ -185,6 +185,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         if isinstance(units, int):
             units = {"phi_o": [units] * ofe_layers, "phi_oa": [units] * ofe_layers}
         policy_kwargs = dict(policy_kwargs or {})
+        _check_policy_kwargs(policy, policy_kwargs, self.policy_aliases)
         policy_kwargs.setdefault("net_arch", config["net_arch"])
         policy_kwargs.setdefault("ofe_units", units)
         policy_kwargs.setdefault("use_xi", bool(config["use_xi"]))
@@ -830,6 +831,51 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         self.logger.record("xi/units_critic", sum(sum(u) for u in units["critic"]))
         for key, value in self.param_counts().items():
             self.logger.record(f"xi/{key}_params", value)
+
+
+#: policy_kwargs of SB3's SAC policy that SAC_OFEXi refuses, and why
+REFUSED_POLICY_KWARGS = {
+    "features_extractor_class": "OFEXiNet's phi_o is the feature extractor: it reads the flattened observation and "
+    "f_pred predicts the next one, so a second, unpruned extractor in front would change what OFENet learns "
+    "(preprocess observations with a gymnasium wrapper instead)",
+    "features_extractor_kwargs": "see features_extractor_class",
+    "share_features_extractor": "OFEXiNet is always shared by the actor and the critics (by design)",
+    "log_std_init": "gSDE's settings: use_sde is not supported",
+    "use_expln": "gSDE's settings: use_sde is not supported",
+    "clip_mean": "gSDE's settings: use_sde is not supported",
+    "full_std": "gSDE's settings: use_sde is not supported",
+}
+#: policy aliases SB3's SAC knows that SAC_OFEXi does not, and why
+REFUSED_POLICIES = {
+    "CnnPolicy": "image observations: phi_o is a DenseNet over a flat vector (flatten, or extract features "
+    "with a wrapper, first)",
+    "MultiInputPolicy": "dict observations are not supported yet: flatten them with "
+    "gymnasium.wrappers.FlattenObservation",
+}
+
+
+def _check_policy_kwargs(policy: Any, policy_kwargs: dict[str, Any], aliases: dict[str, type]) -> None:
+    """A ValueError naming a policy or policy_kwargs key SAC_OFEXi does not take, why, and what it
+    accepts (instead of a TypeError from inside SB3's constructor)."""
+    import inspect
+
+    if isinstance(policy, str):
+        if policy in REFUSED_POLICIES:
+            raise ValueError(f"policy={policy!r} is not supported: {REFUSED_POLICIES[policy]}; accepted: {sorted(aliases)}")
+        if policy not in aliases:
+            raise ValueError(f"policy={policy!r}: accepted: {sorted(aliases)} or a SACOFEXiPolicy subclass")
+        policy_class = aliases[policy]
+    elif isinstance(policy, type) and issubclass(policy, SACOFEXiPolicy):
+        policy_class = policy
+    else:
+        raise ValueError(f"policy={policy!r}: accepted: {sorted(aliases)} or a SACOFEXiPolicy subclass")
+    accepted = [name for name in inspect.signature(policy_class.__init__).parameters
+                if name not in ("self", "observation_space", "action_space", "lr_schedule", "use_sde")]  # fmt: skip
+    for key in policy_kwargs:
+        if key in accepted:
+            continue
+        why = REFUSED_POLICY_KWARGS.get(key, f"not an argument of {policy_class.__name__}")
+        raise ValueError(f"policy_kwargs[{key!r}] is not supported: {why}. Accepted keys: {', '.join(accepted)}")
 
 
 def _validate(
