@@ -297,8 +297,7 @@ def test_two_cpu_runs_with_the_same_seed_are_identical():
         ("MlpPolicy", dict(log_std_init=-3), "log_std_init.*gSDE"),
         ("MlpPolicy", dict(dropout=0.1), "dropout.*not an argument of SACOFEXiPolicy.*Accepted keys: net_arch"),
         ("CnnPolicy", None, "CnnPolicy.*image observations"),
-        ("MultiInputPolicy", None, "MultiInputPolicy.*FlattenObservation"),
-        ("NoPolicy", None, "accepted: \\['MlpPolicy'\\]"),
+        ("NoPolicy", None, "accepted: \\['MlpPolicy', 'MultiInputPolicy'\\]"),
     ],
 )
 def test_policy_and_policy_kwargs_sac_ofexi_does_not_take_give_a_value_error(policy, policy_kwargs, match):

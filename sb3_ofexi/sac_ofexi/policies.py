@@ -301,8 +301,13 @@ class SACOFEXiPolicy(BasePolicy):
 
     # --- features --------------------------------------------------------------------------
     def obs_to_features_input(self, obs: PyTorchObs) -> th.Tensor:
-        """SB3's preprocessing of a flat Box observation (a float tensor)."""
-        return preprocess_obs(obs, self.observation_space, self.normalize_images).float()  # type: ignore[union-attr]
+        """SB3's preprocessing into phi_o's input vector: a flat Box observation as it is; a dict
+        observation flattened entry by entry and concatenated in the Dict's key order (what SB3's
+        CombinedExtractor does with flat entries). f_pred predicts this vector for the next step."""
+        processed = preprocess_obs(obs, self.observation_space, self.normalize_images)  # type: ignore[arg-type]
+        if isinstance(processed, dict):
+            return th.cat([processed[key].float().flatten(1) for key in self.observation_space.spaces], dim=1)  # type: ignore[union-attr]
+        return processed.float()
 
     def features_o(self, obs: PyTorchObs) -> th.Tensor:
         """z_o of raw observations."""
@@ -450,3 +455,5 @@ def _detach(x: th.Tensor | int) -> th.Tensor | int:
 
 
 MlpPolicy = SACOFEXiPolicy
+#: dict observations (Box / MultiBinary entries): the same policy, phi_o reads the flattened dict
+MultiInputPolicy = SACOFEXiPolicy

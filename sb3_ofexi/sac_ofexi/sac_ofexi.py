@@ -35,7 +35,7 @@ from sb3_ofexi.common.ofenet import PRED_LOSSES
 from sb3_ofexi.common.pruning import PruningCallback
 from sb3_ofexi.common.step import StepPieces, check_compile_step, use_compiled_step
 from sb3_ofexi.common.xi import XiGate, xi_gates
-from sb3_ofexi.sac_ofexi.policies import MlpPolicy, SACOFEXiPolicy
+from sb3_ofexi.sac_ofexi.policies import MlpPolicy, MultiInputPolicy, SACOFEXiPolicy
 from sb3_ofexi.sac_ofexi.presets import get_preset
 
 SelfSAC_OFEXi = TypeVar("SelfSAC_OFEXi", bound="SAC_OFEXi")
@@ -55,21 +55,41 @@ def _no_param_grad(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+#: entries of a dict observation that phi_o can read once flattened
+FLAT_ENTRY_SPACES = (spaces.Box, spaces.MultiBinary)
+
+
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
-    """SAC_OFEXi needs a flat Box observation (DenseNet input) and a Box action space."""
+    """SAC_OFEXi needs a flat observation (phi_o is a DenseNet over a vector): a 1-D Box, or a
+    Dict of Box / MultiBinary entries (flattened and concatenated in the Dict's key order, as
+    SB3's CombinedExtractor does for flat entries); and a Box action space."""
     if not isinstance(action_space, spaces.Box):
         raise ValueError(
             f"SAC_OFEXi needs a continuous action space: got {action_space!r}; accepted: gymnasium.spaces.Box"
         )
+    if isinstance(observation_space, spaces.Dict):
+        for key, entry in observation_space.spaces.items():
+            image = isinstance(entry, spaces.Box) and len(entry.shape) == 3
+            if not isinstance(entry, FLAT_ENTRY_SPACES) or image:
+                raise ValueError(
+                    f"SAC_OFEXi reads dict observations whose entries are flat: entry {key!r} is {entry!r}; "
+                    "accepted: Box (1-D, or any shape that is not an image) and MultiBinary entries"
+                )
+        return
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(
             f"SAC_OFEXi needs a flat observation vector: got {observation_space!r}; accepted: a 1-D "
-            "gymnasium.spaces.Box (wrap dict or image observations, e.g. with gymnasium's FlattenObservation)"
+            "gymnasium.spaces.Box or a Dict of Box / MultiBinary entries (wrap image observations, e.g. "
+            "with a feature-extracting wrapper or gymnasium's FlattenObservation)"
         )
 
 
-def check_finite(name: str, value: np.ndarray, step: int) -> None:
+def check_finite(name: str, value: np.ndarray | dict[str, np.ndarray], step: int) -> None:
     """Raise on NaN/inf coming from the environment, while the data is still in numpy."""
+    if isinstance(value, dict):  # dict observations: each entry
+        for key, entry in value.items():
+            check_finite(f"{name} entry {key!r}", entry, step)
+        return
     value = np.asarray(value)
     if value.dtype.kind in "fc" and not np.isfinite(value).all():
         bad = np.argwhere(~np.isfinite(value))
@@ -133,7 +153,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     :param sac_kwargs: everything :class:`stable_baselines3.SAC` accepts
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiInputPolicy": MultiInputPolicy}
     policy: SACOFEXiPolicy
 
     def __init__(
@@ -235,7 +255,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
             self._setup_model()
 
     def _setup_model(self) -> None:
-        if self.replay_buffer_class is None and self.device.type == "cuda":
+        if self.replay_buffer_class is None and self.device.type == "cuda" and isinstance(self.observation_space, spaces.Box):
             # minibatches gathered on the GPU: no numpy gather and host copy per sample
             self.replay_buffer_class = DeviceReplayBuffer
         super()._setup_model()
@@ -849,8 +869,6 @@ REFUSED_POLICY_KWARGS = {
 REFUSED_POLICIES = {
     "CnnPolicy": "image observations: phi_o is a DenseNet over a flat vector (flatten, or extract features "
     "with a wrapper, first)",
-    "MultiInputPolicy": "dict observations are not supported yet: flatten them with "
-    "gymnasium.wrappers.FlattenObservation",
 }
 
 
