@@ -33,7 +33,7 @@ def _outputs(policy, obs, actions):
             "z_o": z_o,
             "z_oa": z_oa,
             "f_pred": ofe.f_pred(z_oa),
-            "actor": th.cat(policy.actor.get_action_dist_params(z_o), dim=1),
+            "actor": th.cat(policy.actor.get_action_dist_params(z_o)[:2], dim=1),
             "critic": th.cat(policy.critic(z_oa), dim=1),
             "critic_target": th.cat(policy.critic_target(z_oa), dim=1),
         }

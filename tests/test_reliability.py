@@ -294,7 +294,7 @@ def test_two_cpu_runs_with_the_same_seed_are_identical():
     [
         ("MlpPolicy", dict(features_extractor_class=th.nn.Flatten), "features_extractor_class.*phi_o is the feature"),
         ("MlpPolicy", dict(share_features_extractor=False), "share_features_extractor.*always shared"),
-        ("MlpPolicy", dict(log_std_init=-3), "log_std_init.*gSDE"),
+        ("MlpPolicy", dict(features_extractor_kwargs=dict(features_dim=8)), "features_extractor_kwargs"),
         ("MlpPolicy", dict(dropout=0.1), "dropout.*not an argument of SACOFEXiPolicy.*Accepted keys: net_arch"),
         ("CnnPolicy", None, "CnnPolicy.*image observations"),
         ("NoPolicy", None, "accepted: \\['MlpPolicy', 'MultiInputPolicy'\\]"),

@@ -136,7 +136,7 @@ class _ImageObsEnv(gym.Env):
         (dict(rho=-0.1), "rho"),
         (dict(xi_start=0.8, xi_round=0.8), "xi_start"),
         (dict(xi_start=0.9, xi_round=0.5), "xi_start"),
-        (dict(use_sde=True), "use_sde"),
+        (dict(use_sde=True, compile_step=True), "use_sde"),
     ],
 )
 def test_bad_input_raises_value_error(kwargs, match):

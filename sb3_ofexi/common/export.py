@@ -84,6 +84,9 @@ class DeployedPolicy(nn.Module):
             out.weight.copy_(layers[-1].weight[:action_dim])
             out.bias.copy_(layers[-1].bias[:action_dim])
             self.mean = out
+            actor = policy.actor
+            # gSDE clips the mean before tanh (SB3's clip_mean); 0: no clipping
+            self.clip_mean = float(actor.clip_mean) if getattr(actor, "use_sde", False) and actor.clip_mean > 0 else 0.0
             space = policy.action_space
             low = th.as_tensor(space.low, dtype=th.float32)  # type: ignore[attr-defined]
             high = th.as_tensor(space.high, dtype=th.float32)  # type: ignore[attr-defined]
@@ -99,7 +102,10 @@ class DeployedPolicy(nn.Module):
         x = z
         for linear in self.hidden:
             x = self.activation(linear(x))
-        return th.tanh(self.mean(x)) * self.half_range + self.center
+        mean = self.mean(x)
+        if self.clip_mean > 0:
+            mean = th.clamp(mean, -self.clip_mean, self.clip_mean)
+        return th.tanh(mean) * self.half_range + self.center
 
 
 class SACDeployedPolicy(nn.Module):

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
+from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution, StateDependentNoiseDistribution
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
@@ -78,9 +78,13 @@ class XiMlp(nn.Module):
         return self.out.out_features
 
     def forward(self, x: th.Tensor) -> th.Tensor:
+        return self.forward_latent(x)[1]
+
+    def forward_latent(self, x: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``(h_L, output)``: the last hidden layer (gated) and the output."""
         for linear, gate in zip(self.hidden, self.gates):
             x = gate(self.activation(linear(x)))
-        return self.out(x)
+        return x, self.out(x)
 
     def theta_norms(self) -> list[th.Tensor]:
         return [theta_norm(gate.theta) for gate in self.gates]
@@ -115,28 +119,84 @@ class XiMlp(nn.Module):
 
 
 class XiActor(nn.Module):
-    """Squashed Gaussian actor on z_o; one XiMlp whose output holds [mean, log_std]."""
+    """Squashed Gaussian actor on z_o; one XiMlp whose output holds [mean, log_std].
+
+    With ``use_sde`` (gSDE, Raffin et al. 2022, as SB3's SAC actor): the XiMlp outputs the mean
+    (clipped to ``[-clip_mean, clip_mean]``), ``log_std`` is a parameter of shape
+    ``(latent, action_dim)`` (``full_std``) or ``(latent, 1)`` over the last hidden layer
+    ``h_L``, and the exploration noise is ``h_L @ W`` with ``W`` resampled by
+    :meth:`reset_noise`. ``log_std`` and ``W`` consume ``h_L``, so they join the surgery:
+    :meth:`prune_` drops their rows with the last layer's units, and noise is resampled.
+    """
 
     def __init__(
-        self, z_o_dim: int, action_dim: int, net_arch: list[int], activation_fn: type[nn.Module], use_xi: bool
+        self,
+        z_o_dim: int,
+        action_dim: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module],
+        use_xi: bool,
+        use_sde: bool = False,
+        log_std_init: float = -3.0,
+        full_std: bool = True,
+        use_expln: bool = False,
+        clip_mean: float = 2.0,
     ) -> None:
         super().__init__()
         self.action_dim = action_dim
-        self.net = XiMlp(z_o_dim, net_arch, 2 * action_dim, activation_fn, use_xi)
-        self.action_dist = SquashedDiagGaussianDistribution(action_dim)
+        self.use_sde = use_sde
+        self.net = XiMlp(z_o_dim, net_arch, action_dim if use_sde else 2 * action_dim, activation_fn, use_xi)
+        self.action_dist: SquashedDiagGaussianDistribution | StateDependentNoiseDistribution
+        if use_sde:
+            self.clip_mean = clip_mean
+            self.action_dist = StateDependentNoiseDistribution(
+                action_dim, full_std=full_std, use_expln=use_expln, learn_features=False, squash_output=True
+            )
+            latent = self.net.out.in_features
+            self.action_dist.latent_sde_dim = latent
+            self.log_std = nn.Parameter(th.ones(latent, action_dim if full_std else 1) * log_std_init)
+            self.reset_noise()
+        else:
+            self.action_dist = SquashedDiagGaussianDistribution(action_dim)
         self.optimizer: th.optim.Optimizer
 
-    def get_action_dist_params(self, z_o: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def get_action_dist_params(self, z_o: th.Tensor) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
+        if self.use_sde:
+            latent, mean = self.net.forward_latent(z_o)
+            if self.clip_mean > 0:
+                mean = th.clamp(mean, -self.clip_mean, self.clip_mean)
+            return mean, self.log_std, {"latent_sde": latent}
         mean, log_std = self.net(z_o).chunk(2, dim=-1)
-        return mean, th.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        return mean, th.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX), {}
 
     def forward(self, z_o: th.Tensor, deterministic: bool = False) -> th.Tensor:
-        mean, log_std = self.get_action_dist_params(z_o)
-        return self.action_dist.actions_from_params(mean, log_std, deterministic=deterministic)
+        mean, log_std, kwargs = self.get_action_dist_params(z_o)
+        return self.action_dist.actions_from_params(mean, log_std, deterministic=deterministic, **kwargs)
 
     def action_log_prob(self, z_o: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        mean, log_std = self.get_action_dist_params(z_o)
-        return self.action_dist.log_prob_from_params(mean, log_std)
+        mean, log_std, kwargs = self.get_action_dist_params(z_o)
+        return self.action_dist.log_prob_from_params(mean, log_std, **kwargs)
+
+    def reset_noise(self, batch_size: int = 1) -> None:
+        """Resample gSDE's exploration matrices (a no-op without gSDE)."""
+        if self.use_sde:
+            self.action_dist.sample_weights(self.log_std, batch_size=batch_size)  # type: ignore[union-attr]
+
+    def prune_(self, keep_in: th.Tensor, keep_units: list[th.Tensor], surgery: Surgery) -> th.Tensor:
+        """The one surgery protocol: the XiMlp, then gSDE's ``log_std`` rows, which read ``h_L``."""
+        keep_latent = keep_units[-1] if keep_units else keep_in
+        if self.use_sde and not bool(keep_latent.all()):
+            # the exploration matrices were sampled from log_std with autograd on: their graph
+            # would keep log_std's pre-surgery shape alive (see Surgery); drop them first
+            dist = self.action_dist
+            dist.weights_dist = dist.exploration_mat = dist.exploration_matrices = None  # type: ignore[union-attr]
+        keep_out = self.net.prune_(keep_in, keep_units, surgery)
+        if self.use_sde:
+            surgery.select_(self.log_std, 0, keep_latent)
+            self.action_dist.latent_sde_dim = self.net.out.in_features  # type: ignore[union-attr]
+            if not bool(keep_latent.all()):
+                self.reset_noise()  # noise over the remaining units
+        return keep_out
 
 
 class XiCritic(nn.Module):
@@ -202,9 +262,11 @@ class SACOFEXiPolicy(BasePolicy):
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         use_sde: bool = False,
+        log_std_init: float = -3.0,
+        full_std: bool = True,
+        use_expln: bool = False,
+        clip_mean: float = 2.0,
     ) -> None:
-        if use_sde:
-            raise ValueError("use_sde=True is not supported by SACOFEXiPolicy: accepted: use_sde=False")
         _refuse_foreign_algorithm(sys._getframe(1))
         super().__init__(
             observation_space,
@@ -240,7 +302,9 @@ class SACOFEXiPolicy(BasePolicy):
         self.ofe = OFEXiNet(
             obs_dim, action_dim, list(ofe_units["phi_o"]), list(ofe_units["phi_oa"]), ofe_target_dim, use_xi
         )
-        self.actor = XiActor(self.ofe.z_o_dim, action_dim, pi_arch, activation_fn, use_xi)
+        self.use_sde = use_sde
+        self.sde_kwargs = dict(log_std_init=log_std_init, full_std=full_std, use_expln=use_expln, clip_mean=clip_mean)
+        self.actor = XiActor(self.ofe.z_o_dim, action_dim, pi_arch, activation_fn, use_xi, use_sde, **self.sde_kwargs)
         critic_arch = _critic_arch(qf_arch, n_critics)
         self.critic = XiCritic(self.ofe.z_oa_dim, critic_arch, activation_fn, use_xi)
         self.critic_target = XiCritic(self.ofe.z_oa_dim, critic_arch, activation_fn, use_xi)
@@ -294,10 +358,16 @@ class SACOFEXiPolicy(BasePolicy):
                 theta_lr=self.theta_lr,
                 optimizer_class=self.optimizer_class,
                 optimizer_kwargs=self.optimizer_kwargs,
+                use_sde=self.use_sde,
+                **self.sde_kwargs,
                 **self.architecture_kwargs(),
             )
         )
         return data
+
+    def reset_noise(self, batch_size: int = 1) -> None:
+        """gSDE: resample the actor's exploration matrices (SB3's ``policy.reset_noise``)."""
+        self.actor.reset_noise(batch_size=batch_size)
 
     # --- features --------------------------------------------------------------------------
     def obs_to_features_input(self, obs: PyTorchObs) -> th.Tensor:
@@ -357,7 +427,7 @@ class SACOFEXiPolicy(BasePolicy):
         surgery = Surgery()
         keep_z_o, keep_z_oa = self.ofe.prune_(theta_tol, surgery)
         surgery.feature_masks.update(z_o=keep_z_o, z_oa=keep_z_oa)
-        self.actor.net.prune_(keep_z_o, self.actor.net.unit_keep_masks(theta_tol), surgery)
+        self.actor.prune_(keep_z_o, self.actor.net.unit_keep_masks(theta_tol), surgery)
         for q_net, q_target in zip(self.critic.q_networks, self.critic_target.q_networks):
             keep_units = q_net.unit_keep_masks(theta_tol)  # the target mirrors its critic ...
             with th.no_grad():  # ... and carries its thetas (as every target update copies them)

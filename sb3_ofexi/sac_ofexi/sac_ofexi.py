@@ -195,8 +195,6 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         )  # fmt: skip
         config.update({k: v for k, v in given.items() if v is not None})
         _validate(config, ofe_layers, theta_tol, theta_lr, xi_start, xi_round, prune_freq, ofe_pretrain_steps)
-        if sac_kwargs.get("use_sde", False):
-            raise ValueError("use_sde=True is not supported by SAC_OFEXi: accepted: use_sde=False")
         if env is not None:
             env = maybe_make_env(env, sac_kwargs.get("verbose", 0))
             check_spaces(env.observation_space, env.action_space)
@@ -231,6 +229,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         self.prune_freq = prune_freq
         self.ofe_pretrain_steps = ofe_pretrain_steps
         self.compile_step = check_compile_step(compile_step)
+        if self.compile_step is True and self.use_sde:
+            raise ValueError("compile_step=True with use_sde=True: accepted: compile_step=False or 'auto' (gSDE's "
+                             "exploration matrices are state outside a compiled graph; the step stays eager)")  # fmt: skip
         self.deploy_budget = check_budget(deploy_budget, "deploy_budget")
         self.train_budget = check_budget(train_budget, "train_budget")
         if isinstance(budget_rate, bool) or not isinstance(budget_rate, (int, float)) or not budget_rate > 0:
@@ -673,7 +674,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         # the policy's surgery counts shape changes: no walk over every tensor per train() call
         signature = (self.compile_step, self.xi_phase, self.device, self.policy.shape_version)
         if self._pieces is None or self._pieces.signature != signature:
-            compiled = use_compiled_step(
+            compiled = not self.use_sde and use_compiled_step(  # gSDE's noise is state outside a graph
                 self.compile_step,
                 self.device,
                 phase_changes_shapes=regularise,
@@ -750,6 +751,8 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
 
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+            if self.use_sde:  # as SB3's SAC: log_std may have changed since the last step
+                actor.reset_noise()
             obs = self.policy.obs_to_features_input(replay_data.observations)
             next_obs = self.policy.obs_to_features_input(replay_data.next_observations)
             z_o, next_z_o, z_oa, actions_pi, log_prob = pieces.policy_forward(obs, next_obs, replay_data.actions)
@@ -860,10 +863,6 @@ REFUSED_POLICY_KWARGS = {
     "(preprocess observations with a gymnasium wrapper instead)",
     "features_extractor_kwargs": "see features_extractor_class",
     "share_features_extractor": "OFEXiNet is always shared by the actor and the critics (by design)",
-    "log_std_init": "gSDE's settings: use_sde is not supported",
-    "use_expln": "gSDE's settings: use_sde is not supported",
-    "clip_mean": "gSDE's settings: use_sde is not supported",
-    "full_std": "gSDE's settings: use_sde is not supported",
 }
 #: policy aliases SB3's SAC knows that SAC_OFEXi does not, and why
 REFUSED_POLICIES = {
