@@ -95,7 +95,10 @@ def train_step_ms(model: BaseAlgorithm, gradient_steps: int = TRAIN_STEPS, repea
 def measure_speed(model: BaseAlgorithm) -> dict[str, Any]:
     """Both timings, with the thread counts they ran with; an error is recorded, not raised
     (a run's results must not be lost to a failed timing)."""
-    result: dict[str, Any] = {"torch_threads": th.get_num_threads(), "onnx_threads": 1, "time": time.time()}
+    import platform
+
+    result: dict[str, Any] = {"torch_threads": th.get_num_threads(), "onnx_threads": 1, "time": time.time(),
+                              "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), torch {th.__version__}"}  # fmt: skip
     for key, function in (("deploy_latency_ms", deploy_latency_ms), ("train_step_ms", train_step_ms)):
         try:
             result[key] = function(model)

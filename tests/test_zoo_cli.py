@@ -125,3 +125,18 @@ def test_rl_zoo3_optimize_sac_ofexi(tmp_path, monkeypatch):
                  "params_ofe_units"):  # fmt: skip
         assert name in text
     assert text.count("COMPLETE") == 2
+
+
+def test_results_page_is_rebuilt_identically_from_the_committed_summaries(tmp_path, monkeypatch):
+    import shutil
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "docs", tmp_path / "docs")
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["results", "docs/results", "--out", "docs/RESULTS.md"]) == 0
+    assert (tmp_path / "docs" / "RESULTS.md").read_text() == (root / "docs" / "RESULTS.md").read_text()
+    reports = sorted((root / "docs" / "results").glob("*/report.md"))
+    assert len(reports) >= 2  # Hopper-v5 and at least one more MuJoCo task
+    for report in reports:
+        rebuilt = tmp_path / report.relative_to(root)
+        assert rebuilt.read_text() == report.read_text()
