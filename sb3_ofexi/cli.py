@@ -151,7 +151,7 @@ def _measure(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from sb3_ofexi.common.export import export_policy
-    from sb3_ofexi.experiments import ALGOS
+    from sb3_ofexi.experiments import ALGOS, param_counts
 
     if not pathlib.Path(args.model).exists():
         raise FileNotFoundError(f"No such model file: {args.model}")
@@ -159,7 +159,7 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(f"--algo {args.algo!r}: accepted: {', '.join(ALGOS)}")
     model = ALGOS[args.algo].load(args.model, device="cpu")
     export_policy(model, args.out)
-    counts = model.param_counts() if hasattr(model, "param_counts") else {"deploy": sum(p.numel() for p in model.actor.parameters())}
+    counts = param_counts(model)
     print(f"exported {args.model} -> {args.out} (deploy params: {counts['deploy']:,}; checked against predict to 1e-5)")
     return 0
 

@@ -39,8 +39,12 @@ def convert_sac_ofexi_params(sampled: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_sampler() -> None:
-    """Make ``-optimize`` work with ``--algo sac_ofexi``."""
+    """Make ``-optimize`` work with ``--algo sac_ofexi | polyprune_sac | eaudesac``."""
     from rl_zoo3 import hyperparams_opt
 
     hyperparams_opt.HYPERPARAMS_SAMPLER["sac_ofexi"] = sample_sac_ofexi_params
     hyperparams_opt.HYPERPARAMS_CONVERTER["sac_ofexi"] = convert_sac_ofexi_params
+    # the peers: SAC's own sampler (their pruning settings keep the YAML's values)
+    for algo in ("polyprune_sac", "eaudesac"):
+        hyperparams_opt.HYPERPARAMS_SAMPLER[algo] = hyperparams_opt.sample_sac_params
+        hyperparams_opt.HYPERPARAMS_CONVERTER[algo] = hyperparams_opt.convert_offpolicy_params

@@ -187,6 +187,17 @@ def test_eaudesac_learns_a_sparsity_and_counts_its_population(tmp_path):
     assert _masked_weights_are_zero(loaded.policy.weight_masks)
 
 
+def test_eaudesac_period_in_env_steps_counts_every_env():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    model = EauDeSAC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), selection_period=1000, **SMALL)
+    assert model._env_steps_per_period() == 2000  # one gradient step per 2 env steps
+    model = EauDeSAC("MlpPolicy", "Pendulum-v1", selection_period=1000, gradient_steps=4, train_freq=2, **SMALL)
+    assert model._env_steps_per_period() == 500
+    with pytest.raises(ValueError, match="train_freq"):
+        EauDeSAC("MlpPolicy", "Pendulum-v1", train_freq=(1, "episode"), **SMALL)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -228,6 +239,10 @@ def test_compare_runs_the_peers_and_reports_their_cost(tmp_path):
     assert numbers["polyprune"]["critic_sparsity"] > 0 and numbers["sac"]["critic_sparsity"] is None
     summary = json.loads((out / "polyprune" / "seed0" / "summary.json").read_text())
     assert summary["params"]["deploy"] < json.loads((out / "sac" / "seed0" / "summary.json").read_text())["params"]["deploy"]
+    # the summary describes model.zip (the timing's gradient steps come after it)
+    saved = EauDeSAC.load(out / "eaudesac" / "seed0" / "model.zip", device="cpu")
+    eaudesac_summary = json.loads((out / "eaudesac" / "seed0" / "summary.json").read_text())
+    assert saved.param_counts() == eaudesac_summary["params"] and saved.sparsities() == eaudesac_summary["sparsities"]
     # re-measuring from model.zip writes speed.json, which the report then uses
     assert cli_main(["measure", str(out / "eaudesac" / "seed0")]) == 0
     assert json.loads((out / "eaudesac" / "seed0" / "speed.json").read_text())["train_step_ms"] > 0

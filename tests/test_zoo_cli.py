@@ -125,6 +125,9 @@ def test_rl_zoo3_optimize_sac_ofexi(tmp_path, monkeypatch):
                  "params_ofe_units"):  # fmt: skip
         assert name in text
     assert text.count("COMPLETE") == 2
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
+
+    assert {"sac_ofexi", "polyprune_sac", "eaudesac"} <= set(HYPERPARAMS_SAMPLER)  # the peers: SAC's sampler
 
 
 def test_results_page_is_rebuilt_identically_from_the_committed_summaries(tmp_path, monkeypatch):

@@ -45,6 +45,14 @@ def _fold_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
     return fused
 
 
+def _register_action_rescaling(module: nn.Module, space: spaces.Box) -> None:
+    """SB3's unscale_action as two buffers: ``low + 0.5 * (a + 1) * (high - low) == a * half_range + center``."""
+    low = th.as_tensor(space.low, dtype=th.float32)
+    high = th.as_tensor(space.high, dtype=th.float32)
+    module.register_buffer("half_range", 0.5 * (high - low))
+    module.register_buffer("center", 0.5 * (high + low))
+
+
 class DeployedPolicy(nn.Module):
     """``obs -> action``: phi_o, the actor's mean, tanh and SB3's rescaling to the action bounds.
 
@@ -87,12 +95,7 @@ class DeployedPolicy(nn.Module):
             actor = policy.actor
             # gSDE clips the mean before tanh (SB3's clip_mean); 0: no clipping
             self.clip_mean = float(actor.clip_mean) if getattr(actor, "use_sde", False) and actor.clip_mean > 0 else 0.0
-            space = policy.action_space
-            low = th.as_tensor(space.low, dtype=th.float32)  # type: ignore[attr-defined]
-            high = th.as_tensor(space.high, dtype=th.float32)  # type: ignore[attr-defined]
-            # SB3's unscale_action: low + 0.5 * (a + 1) * (high - low) == a * half_range + center
-            self.register_buffer("half_range", 0.5 * (high - low))
-            self.register_buffer("center", 0.5 * (high + low))
+            _register_action_rescaling(self, policy.action_space)  # type: ignore[arg-type]
         self.eval()
 
     def forward(self, obs: th.Tensor) -> th.Tensor:
@@ -121,11 +124,7 @@ class SACDeployedPolicy(nn.Module):
                              "accepted: the default FlattenExtractor")  # fmt: skip
         self.latent_pi = copy.deepcopy(actor.latent_pi).cpu()
         self.mu = copy.deepcopy(actor.mu).cpu()
-        space = model.action_space
-        low = th.as_tensor(space.low, dtype=th.float32)  # type: ignore[union-attr]
-        high = th.as_tensor(space.high, dtype=th.float32)  # type: ignore[union-attr]
-        self.register_buffer("half_range", 0.5 * (high - low))
-        self.register_buffer("center", 0.5 * (high + low))
+        _register_action_rescaling(self, model.action_space)  # type: ignore[arg-type]
         self.eval()
 
     def forward(self, obs: th.Tensor) -> th.Tensor:

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
 
 import torch as th
 from torch import nn
@@ -102,14 +105,6 @@ class WeightMasks(nn.Module):
         names = self.groups[group] if group is not None else list(self._layers)
         return ((self._layers[name], self.mask(name)) for name in names)
 
-    def rebind(self, groups: dict[str, list[tuple[str, nn.Linear]]]) -> None:
-        """Point the masks at other layers of the same names and shapes (a copied network)."""
-        for layers in groups.values():
-            for name, layer in layers:
-                if self.mask(name).shape != layer.weight.shape:
-                    raise ValueError(f"{name}: mask {tuple(self.mask(name).shape)} vs weight {tuple(layer.weight.shape)}")
-                self._layers[name] = layer
-
     # --- the masks ----------------------------------------------------------------------------
     @th.no_grad()
     def update_(self, group: str, sparsity: float) -> list[nn.Parameter]:
@@ -146,15 +141,17 @@ class WeightMasks(nn.Module):
 
     @th.no_grad()
     def apply_(self, group: str | None = None) -> None:
-        """Zero the masked weights."""
-        for layer, mask in self.pairs(group):
-            layer.weight.mul_(mask)
+        """Zero the masked weights (one foreach call: this runs after every optimizer step)."""
+        pairs = list(self.pairs(group))
+        if pairs:
+            th._foreach_mul_([layer.weight for layer, _ in pairs], [mask for _, mask in pairs])
 
     @th.no_grad()
     def mask_grads_(self, group: str | None = None) -> None:
-        for layer, mask in self.pairs(group):
-            if layer.weight.grad is not None:
-                layer.weight.grad.mul_(mask)
+        """Zero the gradients of masked weights (one foreach call, before every optimizer step)."""
+        pairs = [(layer.weight.grad, mask) for layer, mask in self.pairs(group) if layer.weight.grad is not None]
+        if pairs:
+            th._foreach_mul_([grad for grad, _ in pairs], [mask for _, mask in pairs])
 
     # --- counting ------------------------------------------------------------------------------
     def kept(self, group: str | None = None) -> int:
@@ -210,3 +207,24 @@ def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0,
     if not ok:
         bracket = ")" if high_open else "]"
         raise ValueError(f"{name}={value!r}: accepted: a number in [{low}, {high}{bracket}")
+
+
+def hand_to_policy(policy_kwargs: dict[str, Any] | None, algo: str, **values: Any) -> dict[str, Any]:
+    """``policy_kwargs`` with the algorithm's policy-level arguments added; a ValueError when the
+    user also set one of them in ``policy_kwargs`` to another value."""
+    policy_kwargs = dict(policy_kwargs or {})
+    for key, value in values.items():
+        if key in policy_kwargs and policy_kwargs[key] != value:
+            raise ValueError(f"policy_kwargs[{key!r}]={policy_kwargs[key]!r} disagrees with {key}={value!r}: "
+                             f"pass it as {algo}'s argument only")  # fmt: skip
+        policy_kwargs[key] = value
+    return policy_kwargs
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """An int in ``[low, high]`` (no bool), or a ValueError saying so."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name}={value!r}: accepted: an int {bound}")

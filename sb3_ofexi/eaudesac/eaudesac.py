@@ -17,12 +17,12 @@ import torch as th
 import torch.nn.functional as F
 from stable_baselines3 import SAC
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.type_aliases import GymEnv, TrainFrequencyUnit
 from stable_baselines3.common.utils import polyak_update
 
 from sb3_ofexi.common.complexity import count_params
 from sb3_ofexi.common.loading import SafeLoadMixin
-from sb3_ofexi.common.masks import DISTRIBUTIONS, check_fraction, linear_layers
+from sb3_ofexi.common.masks import DISTRIBUTIONS, check_fraction, check_int, hand_to_policy, linear_layers
 from sb3_ofexi.eaudesac.policies import EauDeSACPolicy, MlpPolicy
 from sb3_ofexi.polyprune.polyprune_sac import check_schedule_point, schedule_point
 
@@ -102,11 +102,9 @@ class EauDeSAC(SafeLoadMixin, SAC):
         _init_setup_model: bool = True,
         **kwargs: Any,
     ) -> None:
-        for name, value in (("population_size", population_size), ("selection_period", selection_period)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (2 if name == "population_size" else 1):
-                raise ValueError(f"{name}={value!r}: accepted: an int >= {2 if name == 'population_size' else 1}")
-        if isinstance(tournament_size, bool) or not isinstance(tournament_size, (int, np.integer)) or not 1 <= tournament_size <= population_size:
-            raise ValueError(f"tournament_size={tournament_size!r}: accepted: an int in [1, population_size={population_size}]")
+        check_int("population_size", population_size, 2)
+        check_int("selection_period", selection_period, 1)
+        check_int("tournament_size", tournament_size, 1, population_size)
         if isinstance(regime, bool) or not isinstance(regime, (int, float)) or not np.isfinite(regime) or regime <= 0:
             raise ValueError(f"regime={regime!r}: accepted: a number > 0")
         check_fraction("max_jump", max_jump, low=0.0, high=1.0, high_open=False)
@@ -117,12 +115,8 @@ class EauDeSAC(SafeLoadMixin, SAC):
             raise ValueError(f"actor_critic={actor_critic!r}: accepted: {', '.join(ACTOR_CRITICS)}")
         if mask_distribution not in DISTRIBUTIONS:
             raise ValueError(f"mask_distribution={mask_distribution!r}: accepted: {', '.join(DISTRIBUTIONS)}")
-        policy_kwargs = dict(policy_kwargs or {})
-        for key, value in (("population_size", population_size), ("mask_distribution", mask_distribution)):
-            if key in policy_kwargs and policy_kwargs[key] != value:
-                raise ValueError(f"policy_kwargs[{key!r}]={policy_kwargs[key]!r} disagrees with {key}={value!r}: "
-                                 f"pass it as EauDeSAC's argument only")  # fmt: skip
-            policy_kwargs[key] = value
+        policy_kwargs = hand_to_policy(policy_kwargs, "EauDeSAC", population_size=population_size,
+                                       mask_distribution=mask_distribution)  # fmt: skip
         self.population_size = int(population_size)
         self.selection_period = int(selection_period)
         self.regime = float(regime)
@@ -147,6 +141,9 @@ class EauDeSAC(SafeLoadMixin, SAC):
         super()._setup_model()
         if not isinstance(self.policy, EauDeSACPolicy):
             raise ValueError(f"policy={type(self.policy).__name__}: accepted: 'MlpPolicy' (EauDeSACPolicy) or a subclass")
+        if self.train_freq.unit != TrainFrequencyUnit.STEP:
+            raise ValueError(f"train_freq={self.train_freq}: accepted: a frequency in env steps (the sparsity line's "
+                             "time axis is env steps)")  # fmt: skip
         if self.target_update_interval != 1:
             raise ValueError(f"target_update_interval={self.target_update_interval}: accepted: 1 (the target "
                              "tracks the elite every step)")  # fmt: skip
@@ -299,7 +296,8 @@ class EauDeSAC(SafeLoadMixin, SAC):
 
     def _env_steps_per_period(self) -> int:
         """A period in env steps (the line's time axis is env steps)."""
-        gradient_steps_per_env_step = max(self.gradient_steps, 1) / max(self.train_freq.frequency, 1)
-        if self.gradient_steps < 0:  # SB3: as many gradient steps as env steps collected
-            gradient_steps_per_env_step = 1.0
+        env_steps_per_train = max(self.train_freq.frequency, 1) * self.n_envs  # SB3 steps every env at once
+        # SB3: gradient_steps=-1 means as many gradient steps as env steps collected
+        gradient_steps = env_steps_per_train if self.gradient_steps < 0 else max(self.gradient_steps, 1)
+        gradient_steps_per_env_step = gradient_steps / env_steps_per_train
         return max(1, round(self.selection_period / gradient_steps_per_env_step))

@@ -17,7 +17,9 @@ from stable_baselines3.common.type_aliases import GymEnv
 
 from sb3_ofexi.common.complexity import count_params
 from sb3_ofexi.common.loading import SafeLoadMixin
-from sb3_ofexi.common.masks import DISTRIBUTIONS, check_fraction, cubic_sparsity, zero_adam_moments_
+from sb3_ofexi.common.masks import (
+    DISTRIBUTIONS, check_fraction, check_int, cubic_sparsity, hand_to_policy, zero_adam_moments_,
+)
 from sb3_ofexi.polyprune.policies import MlpPolicy, PolyPruneSACPolicy
 
 SelfPolyPruneSAC = TypeVar("SelfPolyPruneSAC", bound="PolyPruneSAC")
@@ -84,16 +86,11 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
         check_schedule_point("prune_end", prune_end)
         if type(prune_start) is type(prune_end) and prune_end < prune_start:
             raise ValueError(f"prune_end={prune_end!r} < prune_start={prune_start!r}: accepted: prune_start <= prune_end")
-        if isinstance(mask_update_freq, bool) or not isinstance(mask_update_freq, (int, np.integer)) or mask_update_freq < 1:
-            raise ValueError(f"mask_update_freq={mask_update_freq!r}: accepted: an int >= 1 (env steps)")
+        check_int("mask_update_freq", mask_update_freq, 1)
         if mask_distribution not in DISTRIBUTIONS:
             raise ValueError(f"mask_distribution={mask_distribution!r}: accepted: {', '.join(DISTRIBUTIONS)}")
-        policy_kwargs = dict(policy_kwargs or {})
-        for key, value in (("prune_actor", prune_actor), ("mask_distribution", mask_distribution)):
-            if key in policy_kwargs and policy_kwargs[key] != value:
-                raise ValueError(f"policy_kwargs[{key!r}]={policy_kwargs[key]!r} disagrees with {key}={value!r}: "
-                                 f"pass it as PolyPruneSAC's argument only")  # fmt: skip
-            policy_kwargs[key] = value
+        policy_kwargs = hand_to_policy(policy_kwargs, "PolyPruneSAC", prune_actor=prune_actor,
+                                       mask_distribution=mask_distribution)  # fmt: skip
         self.final_sparsity = float(final_sparsity)
         self.prune_start = prune_start
         self.prune_end = prune_end
@@ -103,12 +100,17 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
         # the schedule's state (saved with the model): the sparsity in force and when it was set
         self.current_sparsity = 0.0
         self._last_mask_update = -1
+        self._sparsities: dict[str, float] | None = None
         super().__init__(policy, env, *args, policy_kwargs=policy_kwargs, _init_setup_model=False, **kwargs)
         if _init_setup_model:
             self._setup_model()
 
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_sparsities"]  # recounted from the saved masks
+
     def _setup_model(self) -> None:
         super()._setup_model()
+        self._sparsities = None
         if not isinstance(self.policy, PolyPruneSACPolicy):
             raise ValueError(f"policy={type(self.policy).__name__}: accepted: 'MlpPolicy' (PolyPruneSACPolicy) "
                              "or a subclass of it")  # fmt: skip
@@ -150,14 +152,14 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
             if group in masks.groups:
                 changed = masks.update_(group, sparsity)
                 zero_adam_moments_(optimizer, masks, changed)
+        self._sparsities = None  # recounted once, at the next log
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self._update_masks()
         super().train(gradient_steps, batch_size)
-        masks = self.policy.weight_masks
         self.logger.record("sparsity/target", self.current_sparsity)
-        for group in masks.groups:
-            self.logger.record(f"sparsity/{group}", masks.sparsity(group))
+        for group, value in self.sparsities().items():
+            self.logger.record(f"sparsity/{group}", value)
 
     # --- counting (the same sense as SAC_OFEXi.param_counts) -------------------------------------
     def param_counts(self) -> dict[str, int]:
@@ -168,6 +170,9 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
         return {"deploy": deploy, "train": deploy + count_params(self.critic) - masks.pruned(self.critic)}
 
     def sparsities(self) -> dict[str, float]:
-        """Fraction of the masked weights removed, per pruned network."""
-        masks = self.policy.weight_masks
-        return {group: masks.sparsity(group) for group in masks.groups}
+        """Fraction of the masked weights removed, per pruned network (counted when the masks
+        change, not at every train() call: counting reads every mask back from the device)."""
+        if getattr(self, "_sparsities", None) is None:
+            masks = self.policy.weight_masks
+            self._sparsities = {group: masks.sparsity(group) for group in masks.groups}
+        return dict(self._sparsities)

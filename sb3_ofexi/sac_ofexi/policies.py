@@ -485,9 +485,10 @@ class SACOFEXiPolicy(BasePolicy):
         d_z_o = ofe.obs_dim + sum(norms_o)
         d_z_oa = d_z_o + d_a + sum(norms_oa)
         actor = self.actor.net
-        deploy = densenet_complexity(ofe.obs_dim, norms_o) + mlp_complexity(
-            d_z_o, [width(g) for g in actor.gates], actor.out_features
-        )
+        actor_widths = [width(g) for g in actor.gates]
+        deploy = densenet_complexity(ofe.obs_dim, norms_o) + mlp_complexity(d_z_o, actor_widths, actor.out_features)
+        if self.actor.use_sde:  # gSDE's log_std: one row per unit of the actor's last layer
+            deploy = deploy + (actor_widths[-1] if actor_widths else d_z_o) * self.actor.log_std.shape[1]
         critics = sum(
             mlp_complexity(d_z_oa, [width(g) for g in q.gates], q.out_features) for q in self.critic.q_networks
         )

@@ -863,6 +863,7 @@ REFUSED_POLICY_KWARGS = {
     "(preprocess observations with a gymnasium wrapper instead)",
     "features_extractor_kwargs": "see features_extractor_class",
     "share_features_extractor": "OFEXiNet is always shared by the actor and the critics (by design)",
+    "use_sde": "it is SAC_OFEXi's argument: pass use_sde=True to SAC_OFEXi, as to SB3's SAC",
 }
 #: policy aliases SB3's SAC knows that SAC_OFEXi does not, and why
 REFUSED_POLICIES = {
