@@ -25,31 +25,39 @@ def test_wheel_ships_the_yaml_files_and_compare_runs_from_any_directory(tmp_path
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(source)], check=True, cwd=tmp_path)  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("sb3_ofexi-*.whl")
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-                   check=True)  # fmt: skip
+    # a fresh virtual environment, the wheel installed into it (not editable); its dependencies come
+    # from this environment through a .pth line (no network), without this environment's editable
+    # install of the repository (.pth files of a path added that way are not processed)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = pathlib.Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                       check=True, capture_output=True, text=True).stdout.strip())  # fmt: skip
+    here = next(p for p in sys.path if p.endswith("site-packages"))
+    (site / "deps_of_the_test_environment.pth").write_text(here + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True)
     shipped = sorted(p.name for p in (site / "sb3_ofexi" / "hyperparams").glob("*.yml"))
     assert shipped == sorted(p.name for p in (ROOT / "hyperparams").glob("*.yml"))
     for name in shipped:  # the same files, not stale copies
         assert yaml.safe_load((site / "sb3_ofexi" / "hyperparams" / name).read_text()) == yaml.safe_load(
             (ROOT / "hyperparams" / name).read_text()
         )
-    # the installed copy comes first on the path (its dependencies are this environment's)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code = (
         "import sb3_ofexi, pathlib; from sb3_ofexi.experiments import default_hyperparams_dir as d; "
         f"assert pathlib.Path(sb3_ofexi.__file__).is_relative_to({str(site)!r}), sb3_ofexi.__file__; "
         f"assert d().is_relative_to({str(site)!r}), d(); "
         "from sb3_ofexi.zoo import resolve_conf; print(resolve_conf(['-conf', 'sac_ofexi_prune_b'])[1])"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=elsewhere, check=True, capture_output=True,
+    out = subprocess.run([str(python), "-c", code], env=env, cwd=elsewhere, check=True, capture_output=True,
                          text=True).stdout  # fmt: skip
     assert out.strip().startswith(str(site)) and out.strip().endswith("sac_ofexi_prune_b.yml")
-    result = subprocess.run([sys.executable, "-m", "sb3_ofexi.cli", "compare", "--env", "Pendulum-v1", "--methods",
-                             "sac", "--seeds", "1", "--timesteps", "300", "--eval-freq", "150", "--eval-episodes",
-                             "1", "--no-speed", "--out", "runs"], env=env, cwd=elsewhere, capture_output=True,
+    # the installed command, from another directory
+    result = subprocess.run([str(venv / "bin" / "sb3-ofexi"), "compare", "--env", "Pendulum-v1", "--methods", "sac",
+                             "--seeds", "1", "--timesteps", "300", "--eval-freq", "150", "--eval-episodes", "1",
+                             "--no-speed", "--out", "runs"], env=env, cwd=elsewhere, capture_output=True,
                             text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert (elsewhere / "runs" / "sac" / "seed0" / "summary.json").exists()
