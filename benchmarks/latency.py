@@ -21,6 +21,7 @@ from torch import nn
 from benchmarks.common import ENV, report, script_main
 from benchmarks.train_step import prune_to
 from sb3_ofexi import SAC_OFEXi
+from sb3_ofexi.measure import onnx_session
 
 
 class StockSACDeploy(nn.Module):
@@ -37,10 +38,7 @@ class StockSACDeploy(nn.Module):
         return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
 
 
-def _session(path: pathlib.Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+_session = onnx_session  # the same 1-thread session as every run's measurement
 
 
 def _latency_ratio(a: ort.InferenceSession, b: ort.InferenceSession, obs: np.ndarray, reps: int, calls: int) -> float:

@@ -59,8 +59,6 @@ METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
 #: rl-zoo3's names of the algorithms (``--algo``)
 ALGOS: dict[str, type[BaseAlgorithm]] = {"sac_ofexi": SAC_OFEXi, "polyprune_sac": PolyPruneSAC, "eaudesac": EauDeSAC,
                                          "sac": SAC}  # fmt: skip
-#: algorithms with their own param_counts() (deploy / train in SAC_OFEXi's sense)
-COUNTED = (SAC_OFEXi, PolyPruneSAC, EauDeSAC)
 #: rl-zoo3 keys that change the environment rather than the algorithm
 _ENV_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
 #: a run checkpoints every 50k env steps or 10 minutes of wall time, whichever comes first
@@ -145,7 +143,7 @@ def scale_schedule(hyperparams: dict[str, Any], timesteps: int) -> None:
 def param_counts(model: BaseAlgorithm) -> dict[str, int]:
     """deploy / train parameters (SPEC section 7); for stock SAC: actor / actor + critics; for the
     masked peers, the same without their masked weights."""
-    if isinstance(model, COUNTED):
+    if hasattr(model, "param_counts"):  # this package's algorithms count themselves
         return model.param_counts()
     actor = count_params(model.actor)  # type: ignore[attr-defined]
     return {"deploy": actor, "train": actor + count_params(model.critic)}  # type: ignore[attr-defined]
@@ -157,7 +155,7 @@ def paper_param_counts(model: BaseAlgorithm) -> dict[str, int]:
     if isinstance(model, SAC_OFEXi):
         return model.paper_param_counts()
     counts = param_counts(model)
-    critics = model.critic.members if isinstance(model, EauDeSAC) else [model.critic]  # type: ignore[attr-defined]
+    critics = getattr(model.critic, "members", [model.critic])  # type: ignore[attr-defined]  # EauDeSAC's population
     critic = critics[0].q_networks[0]
     hidden = [m.out_features for m in critic if isinstance(m, nn.Linear)][:-1]
     v_net = mlp_param_count(model.actor.features_dim, hidden, 1)  # type: ignore[attr-defined]
@@ -191,7 +189,7 @@ class SizeHistory(BaseCallback):
                 thetas = [g.theta.detach() for g in xi_gates(net) if g.n_units > 0]
                 row[f"theta_{name}"] = float(th.cat(thetas).mean()) if thetas else float("nan")
                 row[f"units_{name}"] = sum(g.n_units for g in xi_gates(net))
-        elif isinstance(self.model, (PolyPruneSAC, EauDeSAC)):
+        elif hasattr(self.model, "sparsities"):  # the masked peers
             sparsities = self.model.sparsities()
             for name in ("actor", "critic"):
                 if name in sparsities:
@@ -335,7 +333,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         "params_paper": paper_param_counts(model),
         "units": model.unit_counts() if isinstance(model, SAC_OFEXi) else None,
         "budgets": _budget_summary(model),
-        "sparsities": model.sparsities() if isinstance(model, (PolyPruneSAC, EauDeSAC)) else None,
+        "sparsities": model.sparsities() if hasattr(model, "sparsities") else None,
         "history": history.rows,
     }
     # last: timing runs gradient steps, which change the in-memory model (never model.zip); every

@@ -35,19 +35,24 @@ REPEATS = 5
 SPEED_FILE = "speed.json"
 
 
-def deploy_latency_ms(model: BaseAlgorithm, calls: int = LATENCY_CALLS, repeats: int = REPEATS) -> float:
-    """Median ms per batch-1 call of the exported policy (onnxruntime, 1 thread)."""
+def onnx_session(path: str | pathlib.Path) -> Any:
+    """An onnxruntime CPU session on one thread (batch-1 latency is what a controller pays)."""
     import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def deploy_latency_ms(model: BaseAlgorithm, calls: int = LATENCY_CALLS, repeats: int = REPEATS) -> float:
+    """Median ms per batch-1 call of the exported policy (onnxruntime, 1 thread)."""
     from sb3_ofexi.common.export import export_policy
 
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "policy.onnx"
         export_policy(model, path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(path)
     shape = model.observation_space.shape  # type: ignore[union-attr]
     feed = {"obs": np.zeros((1, *shape), dtype=np.float32)}
     for _ in range(min(100, calls)):
