@@ -11,7 +11,9 @@ _NO_REG = {"nu_ofe": 0.0, "nu_actor": 0.0, "nu_critic": 0.0, "lambda_ofe": 0.0, 
 # How nu*C becomes a theta-gradient and how L_pred is scaled: chosen by the calibration in
 # docs/CALIBRATION.md (python -m benchmarks.calibrate_ofe), the same for every preset so
 # that the OFE baselines train OFENet on the same loss as the pruning presets.
-_FIDELITY = {"regulariser": "paper", "pred_loss": "sum"}
+# nu_rl_reference: Table 2's nu_pi / nu_q weighed against the OFENet code's SAC losses, as in the
+# paper (docs/FIDELITY.md, "Which losses Table 2's nu are weighed against").
+_FIDELITY = {"regulariser": "paper", "pred_loss": "sum", "nu_rl_reference": "ofenet"}
 
 PRESETS: dict[str, dict[str, Any]] = {name: {**_FIDELITY, **config} for name, config in {
     "ofe": {**_SMALL, **_NO_REG, "use_xi": False, "rho": 0.5},

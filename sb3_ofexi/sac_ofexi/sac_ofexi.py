@@ -129,6 +129,13 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         (docs/CALIBRATION.md)
     :param pred_loss: L_pred of eq. (8): ``"sum"`` over the predicted entries (the paper) or
         ``"mean"`` (the original OFENet code); default: the preset's
+    :param nu_rl_reference: which SAC losses ``nu_actor`` / ``nu_critic`` are weighed against.
+        ``"ofenet"``: the losses of the OFENet code's SAC, which the paper's SAC is (a V network,
+        rewards scaled by 5, each critic's own MSE without 1/2, alpha fixed at 1), so Table 2's
+        values keep the paper's balance against the RL losses: applied to SB3's losses as
+        ``nu_critic / 50`` and ``nu_actor / 5`` (the same weights and thetas under Adam, which is
+        invariant to a loss's scale; docs/FIDELITY.md). ``"sb3"``: as given, against SB3's losses
+        (0.1.x; 25-50x stronger on the critics). Default: the preset's
     :param theta_tol: units with theta below it are pruned (paper: 0.1)
     :param theta_lr: learning rate of the thetas (default: the network's learning rate)
     :param xi_start: thetas learn from here on: an int is env steps (paper: 200,000), a float
@@ -173,6 +180,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         rho: float | None = None,
         regulariser: str | None = None,
         pred_loss: str | None = None,
+        nu_rl_reference: str | None = None,
         theta_tol: float = 0.1,
         theta_lr: float | None = None,
         xi_start: int | float = 0.2,
@@ -192,6 +200,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         given = dict(
             ofe_units=ofe_units, use_xi=use_xi, nu_ofe=nu_ofe, nu_actor=nu_actor, nu_critic=nu_critic,
             lambda_ofe=lambda_ofe, lambda_rl=lambda_rl, rho=rho, regulariser=regulariser, pred_loss=pred_loss,
+            nu_rl_reference=nu_rl_reference,
         )  # fmt: skip
         config.update({k: v for k, v in given.items() if v is not None})
         _validate(config, ofe_layers, theta_tol, theta_lr, xi_start, xi_round, prune_freq, ofe_pretrain_steps)
@@ -222,6 +231,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         self.rho = float(config["rho"])
         self.regulariser = str(config["regulariser"])
         self.pred_loss = str(config["pred_loss"])
+        self.nu_rl_reference = str(config["nu_rl_reference"])
         self.theta_tol = theta_tol
         self.theta_lr = theta_lr
         self.xi_start = _schedule_value(xi_start)
@@ -642,7 +652,8 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         loss = critic_loss
         if regularise and self.nu_critic > 0:
             d_z_oa = self.policy.feature_widths()[1]  # OFE thetas as constants
-            nu = self.nu_critic * self._nu_scale[3] if self._has_budget else self.nu_critic
+            nu = self.nu_critic * NU_RL_FACTORS[self.nu_rl_reference]["critic"]
+            nu = nu * self._nu_scale[3] if self._has_budget else nu
             for q_net in self.critic.q_networks:
                 loss = loss + nu * q_net.regulariser(d_z_oa, self.regulariser)
         return loss, critic_loss.detach()  # type: ignore[union-attr]
@@ -661,7 +672,8 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         loss = actor_loss
         if regularise and self.nu_actor > 0:
             d_z_o = self.policy.feature_widths()[0]
-            nu = self.nu_actor * self._nu_scale[2] if self._has_budget else self.nu_actor
+            nu = self.nu_actor * NU_RL_FACTORS[self.nu_rl_reference]["actor"]
+            nu = nu * self._nu_scale[2] if self._has_budget else nu
             loss = loss + nu * self.actor.net.regulariser(d_z_o, self.regulariser)
         return loss, actor_loss.detach()
 
@@ -907,7 +919,9 @@ def _validate(
     ofe_pretrain_steps: int | None,
 ) -> None:
     """Construction-time checks: a ValueError naming the value and what is accepted."""
-    for key, accepted in (("regulariser", REGULARISERS), ("pred_loss", PRED_LOSSES)):
+    for key, accepted in (
+        ("regulariser", REGULARISERS), ("pred_loss", PRED_LOSSES), ("nu_rl_reference", tuple(NU_RL_FACTORS))
+    ):
         if config[key] not in accepted:
             raise ValueError(f"{key}={config[key]!r} is invalid: accepted: {', '.join(map(repr, accepted))}")
     for key in ("nu_ofe", "nu_actor", "nu_critic", "lambda_ofe", "lambda_rl"):
@@ -962,8 +976,21 @@ def _schedule_value(value: Any, name: str = "xi_start/xi_round") -> int | float:
     )
 
 
-#: what files saved before these settings existed (0.1.0) were trained with
-LEGACY_SETTINGS: dict[str, Any] = {"regulariser": "autograd", "pred_loss": "mean"}
+#: what files saved before these settings existed were trained with (regulariser and pred_loss
+#: came after 0.1.0, nu_rl_reference after 0.2.0's development runs)
+LEGACY_SETTINGS: dict[str, Any] = {"regulariser": "autograd", "pred_loss": "mean", "nu_rl_reference": "sb3"}
+
+#: The reward scale of the OFENet code's SAC on the paper's four tasks (its get_default_scale_reward).
+OFENET_REWARD_SCALE = 5.0
+#: Factors on nu_actor / nu_critic that weigh Table 2's values against SB3's SAC losses as the paper
+#: weighed them against its own (nu_rl_reference). Rewards scaled by s scale Q and the TD error by s:
+#: each critic's MSE (the OFENet code, no 1/2) is 2 s^2 times SB3's per-critic share (1/2 MSE), and
+#: the actor loss E[log pi - Q] (alpha 1) is s times SB3's E[alpha log pi - Q] (alpha ~ 1/s). Adam
+#: moves weights and thetas the same under a loss scaled by k as under nu / k.
+NU_RL_FACTORS: dict[str, dict[str, float]] = {
+    "ofenet": {"actor": 1.0 / OFENET_REWARD_SCALE, "critic": 1.0 / (2.0 * OFENET_REWARD_SCALE**2)},
+    "sb3": {"actor": 1.0, "critic": 1.0},
+}
 
 
 def _saved_data_keys(path: str | pathlib.Path | io.BufferedIOBase) -> set[str] | None:
