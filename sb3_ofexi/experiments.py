@@ -126,18 +126,31 @@ def load_hyperparams(method: str, env_id: str, hyperparams_dir: str | pathlib.Pa
 
 
 def scale_schedule(hyperparams: dict[str, Any], timesteps: int) -> None:
-    """Drop ``n_timesteps``; when the run's budget differs from it, scale an absolute (int)
-    ``xi_start`` / ``xi_round`` with the budget, so a shortened paper entry keeps the paper's
-    proportions (200k of 1M stays 20%) instead of never reaching the learning phase."""
+    """Drop ``n_timesteps``; when the run's budget differs from it, move an absolute (int)
+    ``xi_start`` / ``xi_round`` (``prune_start`` / ``prune_end``) so that it keeps its place in the
+    RL training phase: ``learning_starts`` stays, and the gradient steps before the point keep
+    their fraction of all gradient steps (the paper's xi_start=200k of 1M, after 190k of 990k
+    gradient steps, becomes 13,838 of 30,000: after 3,838 of 20,000).
+
+    Scaling env steps instead would put it at 6,000, before the first gradient step at 10,000:
+    the thetas would then learn from the first update on, while the critics know nothing yet,
+    and Adam drives them down at full speed whatever nu is (docs/CALIBRATION.md, "The RL side").
+    Fractions (floats) are the user's proportions of the budget and stay as they are."""
     n_timesteps = hyperparams.pop("n_timesteps", None)
     if not n_timesteps or int(n_timesteps) == timesteps:
         return
+    n_timesteps = int(n_timesteps)
+    starts = int(hyperparams.get("learning_starts", 100))  # SB3's default
     for key in ("xi_start", "xi_round", "prune_start", "prune_end"):
         value = hyperparams.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            hyperparams[key] = round(value * timesteps / float(n_timesteps))
-            print(f"  {key}: {value:,} env steps of the entry's {int(n_timesteps):,} -> {hyperparams[key]:,} "
-                  f"of this run's {timesteps:,}")  # fmt: skip
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        if starts <= value and starts < timesteps and starts < n_timesteps:
+            hyperparams[key] = starts + round((value - starts) * (timesteps - starts) / (n_timesteps - starts))
+        else:  # a point before the first update, or a budget without updates: env steps, proportionally
+            hyperparams[key] = round(value * timesteps / n_timesteps)
+        print(f"  {key}: {value:,} env steps of the entry's {n_timesteps:,} -> {hyperparams[key]:,} "
+              f"of this run's {timesteps:,} (learning_starts {starts:,})")  # fmt: skip
 
 
 def param_counts(model: BaseAlgorithm) -> dict[str, int]:

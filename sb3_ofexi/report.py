@@ -470,7 +470,8 @@ def build_results(root: str | pathlib.Path, out: str | pathlib.Path, hyperparams
             f"Scale: the paper trains {paper_steps:,} env steps on {task}-v2; these runs train the steps below "
             "from the same starting sizes (the paper's networks and SAC settings, from `hyperparams/`), so they "
             "show the start of the paper's learning curves, not its final scores. Schedules given in env steps "
-            "(xi_start) are scaled with the budget. Full report: "
+            "(xi_start) keep their place among the run's gradient steps (the paper's 200k of 1M, after 19% of its "
+            "gradient steps, becomes 13,838 of 30,000 with learning_starts 10,000). Full report: "
             f"[{rel / 'report.md'}]({rel / 'report.md'}).",
             "",
             "| method | seeds | env steps per run | deploy params at start (k) | train params at start (k) | "

@@ -176,6 +176,7 @@ def test_absolute_xi_start_does_not_scale_with_the_budget():
         (dict(xi_start=500, xi_round=400), "xi_start"),
         (dict(regulariser="exact"), "regulariser"),
         (dict(pred_loss="avg"), "pred_loss"),
+        (dict(nu_rl_reference="paper"), "nu_rl_reference"),
     ],
 )
 def test_bad_schedule_or_mode_raises(kwargs, match):
@@ -244,11 +245,11 @@ def _strip_keys(path, keys, out):
 def test_files_from_0_1_0_keep_the_settings_they_were_trained_with(tmp_path):
     model = make_model()
     model.save(tmp_path / "new.zip")
-    _strip_keys(tmp_path / "new.zip", ["regulariser", "pred_loss"], tmp_path / "old.zip")
+    _strip_keys(tmp_path / "new.zip", ["regulariser", "pred_loss", "nu_rl_reference"], tmp_path / "old.zip")
     old = SAC_OFEXi.load(tmp_path / "old.zip", device="cpu")
-    assert (old.regulariser, old.pred_loss) == ("autograd", "mean")
+    assert (old.regulariser, old.pred_loss, old.nu_rl_reference) == ("autograd", "mean", "sb3")
     new = SAC_OFEXi.load(tmp_path / "new", device="cpu")  # SB3 appends .zip
-    assert (new.regulariser, new.pred_loss) == (model.regulariser, model.pred_loss)
+    assert (new.regulariser, new.pred_loss, new.nu_rl_reference) == ("paper", "sum", "ofenet")
     buffer = io.BytesIO((tmp_path / "old.zip").read_bytes())
     assert SAC_OFEXi.load(buffer, device="cpu").pred_loss == "mean"
 
@@ -268,9 +269,17 @@ def test_shortened_paper_entry_keeps_the_schedule_proportions():
 
     hyperparams = load_hyperparams("prune-b", "Hopper-v5")
     assert hyperparams["xi_start"] == 200_000 and hyperparams["xi_round"] == 0.8
+    assert hyperparams["learning_starts"] == 10_000
     scale_schedule(hyperparams, 100_000)
-    assert hyperparams["xi_start"] == 20_000 and hyperparams["xi_round"] == 0.8
+    # 190k of the entry's 990k gradient steps before the thetas learn -> 17,273 of 90,000
+    assert hyperparams["xi_start"] == 10_000 + 17_273 and hyperparams["xi_round"] == 0.8
     assert "n_timesteps" not in hyperparams
+    short = load_hyperparams("prune-b", "Hopper-v5")
+    scale_schedule(short, 30_000)
+    assert short["xi_start"] == 13_838  # after the first update at 10,000, never before it
+    tiny = load_hyperparams("prune-b", "Hopper-v5")
+    scale_schedule(tiny, 5_000)  # no gradient step at all: env steps, proportionally
+    assert tiny["xi_start"] == 1_000
     full = load_hyperparams("prune-b", "HalfCheetah-v5")
     scale_schedule(full, 2_000_000)
     assert full["xi_start"] == 200_000  # the paper's budget: absolute, as in the paper
@@ -293,3 +302,39 @@ def test_paper_convention_counts_reproduce_table_4_for_hopper():
     sac = SAC("MlpPolicy", "Hopper-v5", buffer_size=1, device="cpu")
     counts = paper_param_counts(sac)
     assert (math.ceil(counts["deploy"] / 1e3), math.ceil(counts["train"] / 1e3)) == (71, 280)
+
+
+def _rl_regulariser_parts(model):
+    """(actor, critic) parts nu * C of eq. (34) in the losses the model descends."""
+    th.manual_seed(0)
+    obs = th.randn(8, model.ofe.obs_dim)
+    actions = th.rand(8, model.ofe.action_dim) * 2 - 1
+    z_o, next_z_o, z_oa, actions_pi, log_prob = model._policy_forward(obs, obs, actions)
+    ent_coef = th.tensor(0.3)
+    th.manual_seed(1)
+    critic_loss, td_loss = model._critic_loss(next_z_o, z_oa, th.ones(8, 1), th.zeros(8, 1), 0.99, ent_coef, True)
+    actor_loss, sac_actor_loss = model._actor_loss(z_o, actions_pi, log_prob, ent_coef, True)
+    return float((actor_loss - sac_actor_loss).detach()), float((critic_loss - td_loss).detach())
+
+
+def test_nu_rl_reference_weighs_table_2_against_the_ofenet_code_losses():
+    """'ofenet' (the presets' default) applies nu_pi / 5 and nu_q / (2 * 5^2) to SB3's losses: the
+    OFENet code's SAC scales rewards by 5 (Q and the TD error by 5) and descends each critic's MSE
+    without SB3's 1/2; 'sb3' applies Table 2's values as given."""
+    from sb3_ofexi.sac_ofexi.sac_ofexi import NU_RL_FACTORS, OFENET_REWARD_SCALE
+
+    assert OFENET_REWARD_SCALE == 5.0
+    assert NU_RL_FACTORS["ofenet"] == {"actor": 0.2, "critic": 0.02}
+    parts, state = {}, None
+    for reference in ("ofenet", "sb3"):
+        model = make_model(preset="prune-b", nu_rl_reference=reference)
+        if state is None:
+            state = model.policy.state_dict()
+        model.policy.load_state_dict(state)  # the same weights and thetas for both
+        parts[reference] = _rl_regulariser_parts(model)
+    actor, critic = parts["ofenet"]
+    actor_sb3, critic_sb3 = parts["sb3"]
+    assert actor_sb3 > 0 and critic_sb3 > 0
+    assert actor == pytest.approx(0.2 * actor_sb3, rel=1e-5)
+    assert critic == pytest.approx(0.02 * critic_sb3, rel=1e-5)
+    assert make_model(preset="ofe").nu_rl_reference == "ofenet"  # every preset, for the same losses

@@ -12,7 +12,7 @@ _NO_REG = {"nu_ofe": 0.0, "nu_actor": 0.0, "nu_critic": 0.0, "lambda_ofe": 0.0, 
 # docs/CALIBRATION.md (python -m benchmarks.calibrate_ofe), the same for every preset so
 # that the OFE baselines train OFENet on the same loss as the pruning presets.
 # nu_rl_reference: Table 2's nu_pi / nu_q weighed against the OFENet code's SAC losses, as in the
-# paper (docs/FIDELITY.md, "Which losses Table 2's nu are weighed against").
+# paper (docs/CALIBRATION.md, "The RL side").
 _FIDELITY = {"regulariser": "paper", "pred_loss": "sum", "nu_rl_reference": "ofenet"}
 
 PRESETS: dict[str, dict[str, Any]] = {name: {**_FIDELITY, **config} for name, config in {

@@ -130,12 +130,13 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     :param pred_loss: L_pred of eq. (8): ``"sum"`` over the predicted entries (the paper) or
         ``"mean"`` (the original OFENet code); default: the preset's
     :param nu_rl_reference: which SAC losses ``nu_actor`` / ``nu_critic`` are weighed against.
-        ``"ofenet"``: the losses of the OFENet code's SAC, which the paper's SAC is (a V network,
-        rewards scaled by 5, each critic's own MSE without 1/2, alpha fixed at 1), so Table 2's
-        values keep the paper's balance against the RL losses: applied to SB3's losses as
-        ``nu_critic / 50`` and ``nu_actor / 5`` (the same weights and thetas under Adam, which is
-        invariant to a loss's scale; docs/FIDELITY.md). ``"sb3"``: as given, against SB3's losses
-        (0.1.x; 25-50x stronger on the critics). Default: the preset's
+        ``"ofenet"``: the losses of the SAC in the OFENet code [16] the paper builds on (its V
+        network and pre-training are the paper's; rewards scaled by 5, each critic's own MSE
+        without 1/2, alpha fixed at 1), so Table 2's values keep the paper's balance against the
+        RL losses: applied to SB3's losses as ``nu_critic / 50`` and ``nu_actor / 5`` (the same
+        weights and thetas under Adam, which is invariant to a loss's scale; docs/CALIBRATION.md).
+        ``"sb3"``: as given, against SB3's losses (0.1.x: 50x the critics' and 5x the actor's
+        push). Default: the preset's
     :param theta_tol: units with theta below it are pruned (paper: 0.1)
     :param theta_lr: learning rate of the thetas (default: the network's learning rate)
     :param xi_start: thetas learn from here on: an int is env steps (paper: 200,000), a float
