@@ -977,8 +977,8 @@ def _schedule_value(value: Any, name: str = "xi_start/xi_round") -> int | float:
     )
 
 
-#: what files saved before these settings existed were trained with (regulariser and pred_loss
-#: came after 0.1.0, nu_rl_reference after 0.2.0's development runs)
+#: what files saved before these settings existed were trained with (regulariser and pred_loss:
+#: 0.1.0; nu_rl_reference: every file saved before it, which weighed nu against SB3's losses)
 LEGACY_SETTINGS: dict[str, Any] = {"regulariser": "autograd", "pred_loss": "mean", "nu_rl_reference": "sb3"}
 
 #: The reward scale of the OFENet code's SAC on the paper's four tasks (its get_default_scale_reward).
