@@ -24,14 +24,6 @@ import numpy as np
 NETS = ("phi_o", "phi_oa", "actor", "critic")
 
 
-def _layer_units(model: Any) -> dict[str, Any]:
-    policy = model.policy
-    units = {"phi_o": [g.n_units for g in policy.ofe.phi_o.gates], "phi_oa": [g.n_units for g in policy.ofe.phi_oa.gates]}
-    units["actor"] = [g.n_units for g in policy.actor.net.gates]
-    units["critic"] = [[g.n_units for g in q.gates] for q in policy.critic.q_networks]
-    return units
-
-
 def _layer_thetas(model: Any) -> dict[str, Any]:
     """Mean theta per layer of the actor and the critics (None: no unit left)."""
     def mean(gate: Any) -> float | None:
@@ -74,7 +66,7 @@ def extract(run_dir: pathlib.Path) -> dict[str, Any]:
     out.update(
         nu_rl_reference=model.nu_rl_reference,
         xi_start=model.xi_start,
-        units=_layer_units(model),
+        units=model.unit_counts(),
         thetas=_layer_thetas(model),
         params=model.param_counts(),
         history=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in rows],
