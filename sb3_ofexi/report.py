@@ -170,6 +170,12 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(fig: Any, name: str) -> str:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        return name
+
     written = []
     # Fig. 3: evaluation return during training, mean over seeds with min-max band
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -181,10 +187,7 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
         ax.fill_between(steps[:n], returns.min(0), returns.max(0), alpha=0.2)
     ax.set(xlabel="environment steps", ylabel="evaluation return", title=f"{env_id}: learning curves")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / PNG_CURVES, dpi=120)
-    plt.close(fig)
-    written.append(PNG_CURVES)
+    written.append(save(fig, PNG_CURVES))
 
     # Fig. 5: units per OFE layer after training (mean over seeds)
     ofe_runs = {m: g for m, g in runs.items() if g[0].get("units")}
@@ -203,10 +206,7 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
         ax.set(xlabel="OFE block (phi_o, then phi_oa)", ylabel="units after training",
                title=f"{env_id}: units per OFE layer")  # fmt: skip
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / PNG_UNITS, dpi=120)
-        plt.close(fig)
-        written.append(PNG_UNITS)
+        written.append(save(fig, PNG_UNITS))
 
     # theta and units alive over time, pruning methods only
     xi_runs = {m: g for m, g in runs.items() if g[0]["history"] and "theta_phi_o" in g[0]["history"][0]
@@ -229,10 +229,7 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
             ax.set_xlabel("environment steps")
         axes[0, 0].legend(fontsize=8)
         fig.suptitle(f"{env_id}: theta and units during training")
-        fig.tight_layout()
-        fig.savefig(out / PNG_THETA, dpi=120)
-        plt.close(fig)
-        written.append(PNG_THETA)
+        written.append(save(fig, PNG_THETA))
 
     # critic (and actor) sparsity over time, masked peers only
     masked = {m: g for m, g in runs.items() if g[0]["history"] and "sparsity_critic" in g[0]["history"][-1]}
@@ -248,10 +245,7 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
         ax.set(xlabel="environment steps", ylabel="sparsity (fraction of weights masked)",
                title=f"{env_id}: sparsity of the masked peers")  # fmt: skip
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / PNG_SPARSITY, dpi=120)
-        plt.close(fig)
-        written.append(PNG_SPARSITY)
+        written.append(save(fig, PNG_SPARSITY))
     return written
 
 
