@@ -1,6 +1,7 @@
 """Compare SAC_OFEXi with stock SB3 SAC from Python: same env, same seeds, same evaluation.
 
-Equivalent to ``sb3-ofexi compare --env Pendulum-v1 --methods sac,sac-big,ofe,prune-b,prune-c --seeds 3``.
+Equivalent to ``sb3-ofexi compare --env Pendulum-v1 --methods sac,sac-big,ofe,prune-b,prune-c --seeds 3
+--timesteps 6000 --jobs 2 --out runs/compare``.
 Writes runs/compare/report.md with Tables 3-4 and the plots.
 """
 

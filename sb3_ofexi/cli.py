@@ -1,4 +1,4 @@
-"""The ``sb3-ofexi`` command line: train, compare, report, export."""
+"""The ``sb3-ofexi`` command line: train, compare, report, results, measure, export."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _run_options(parser: argparse.ArgumentParser, env_required: bool = True) -> 
     parser.add_argument("--eval-episodes", type=int, default=10,
                         help="deterministic episodes per evaluation (default: 10)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (default: the repository's hyperparams/)")
+    parser.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (default: the ones shipped with the package)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--checkpoint-steps", type=int, default=50_000,
                         help="checkpoint a run every N env steps (default 50,000) ...")
@@ -150,7 +150,7 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sb3_ofexi.common.export import export_policy
+    from sb3_ofexi.common.export import EXPORT_ATOL, export_policy
     from sb3_ofexi.experiments import ALGOS, param_counts
 
     if not pathlib.Path(args.model).exists():
@@ -160,7 +160,8 @@ def _export(args: argparse.Namespace) -> int:
     model = ALGOS[args.algo].load(args.model, device="cpu")
     export_policy(model, args.out)
     counts = param_counts(model)
-    print(f"exported {args.model} -> {args.out} (deploy params: {counts['deploy']:,}; checked against predict to 1e-5)")
+    print(f"exported {args.model} -> {args.out} (deploy params: {counts['deploy']:,}; checked against predict "
+          f"to {EXPORT_ATOL:g} per unit of action bound)")  # fmt: skip
     return 0
 
 

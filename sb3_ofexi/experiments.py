@@ -145,12 +145,19 @@ def scale_schedule(hyperparams: dict[str, Any], timesteps: int) -> None:
         value = hyperparams.get(key)
         if not isinstance(value, int) or isinstance(value, bool):
             continue
-        if starts <= value and starts < timesteps and starts < n_timesteps:
-            hyperparams[key] = starts + round((value - starts) * (timesteps - starts) / (n_timesteps - starts))
-        else:  # a point before the first update, or a budget without updates: env steps, proportionally
-            hyperparams[key] = round(value * timesteps / n_timesteps)
+        hyperparams[key] = schedule_point(value, starts, n_timesteps, timesteps)
         print(f"  {key}: {value:,} env steps of the entry's {n_timesteps:,} -> {hyperparams[key]:,} "
               f"of this run's {timesteps:,} (learning_starts {starts:,})")  # fmt: skip
+
+
+def schedule_point(value: int, learning_starts: int, n_timesteps: int, timesteps: int) -> int:
+    """Where env step ``value`` of an ``n_timesteps`` budget goes in a ``timesteps`` budget
+    (:func:`scale_schedule`): the same fraction of the gradient steps after ``learning_starts``."""
+    if learning_starts <= value and learning_starts < min(timesteps, n_timesteps):
+        return learning_starts + round((value - learning_starts) * (timesteps - learning_starts)
+                                       / (n_timesteps - learning_starts))  # fmt: skip
+    # a point before the first update, or a budget without updates: env steps, proportionally
+    return round(value * timesteps / n_timesteps)
 
 
 def param_counts(model: BaseAlgorithm) -> dict[str, int]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from sb3_ofexi.experiments import METHODS, load_hyperparams
+from sb3_ofexi.experiments import METHODS, load_hyperparams, schedule_point
 from sb3_ofexi.measure import run_speed
 
 #: The paper's Tables 3 and 4 (its MuJoCo v2 tasks): score, dR, tR, deploy / train params in thousands
@@ -418,6 +418,22 @@ def _scale_rows(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     return rows
 
 
+def _schedule_sentence(env_id: str, timesteps: int, hyperparams_dir: str | None) -> str:
+    """How prune-b's xi_start moved from the YAML entry's budget to the runs' (scale_schedule)."""
+    try:
+        entry = load_hyperparams("prune-b", env_id, hyperparams_dir)
+    except ValueError:
+        entry = {}
+    point, n_timesteps = entry.get("xi_start"), int(entry.get("n_timesteps", 0))
+    starts = int(entry.get("learning_starts", 100))
+    if not isinstance(point, int) or not n_timesteps or n_timesteps == timesteps:
+        return ""
+    moved = schedule_point(point, starts, n_timesteps, timesteps)
+    return (f" (prune-b's xi_start, {point:,} of the entry's {n_timesteps:,} env steps, after "
+            f"{(point - starts) / (n_timesteps - starts):.1%} of its gradient steps, becomes {moved:,} of "
+            f"{timesteps:,} with learning_starts {starts:,})")
+
+
 def build_results(root: str | pathlib.Path, out: str | pathlib.Path, hyperparams_dir: str | None = None) -> pathlib.Path:
     """The results page: every task folder under ``root`` gets its report (:func:`build_report`),
     and ``out`` collects their tables, scale and the paper's numbers on one page."""
@@ -458,14 +474,15 @@ def build_results(root: str | pathlib.Path, out: str | pathlib.Path, hyperparams
         body = body.replace("\n## ", "\n### ")
         pngs = [line for line in text.splitlines() if line.startswith("![")]
         rel = link / task_dir.relative_to(root)
+        first_run = next(iter(runs.values()))[0]
         lines += [
             f"## {env_id}",
             "",
             f"Scale: the paper trains {paper_steps:,} env steps on {task}-v2; these runs train the steps below "
             "from the same starting sizes (the paper's networks and SAC settings, from `hyperparams/`), so they "
             "show the start of the paper's learning curves, not its final scores. Schedules given in env steps "
-            "(xi_start) keep their place among the run's gradient steps (the paper's 200k of 1M, after 19% of its "
-            "gradient steps, becomes 13,838 of 30,000 with learning_starts 10,000). Full report: "
+            "(xi_start) keep their place among the run's gradient steps"
+            f"{_schedule_sentence(env_id, first_run['timesteps'], hyperparams_dir)}. Full report: "
             f"[{rel / 'report.md'}]({rel / 'report.md'}).",
             "",
             "| method | seeds | env steps per run | deploy params at start (k) | train params at start (k) | "

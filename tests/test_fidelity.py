@@ -285,6 +285,15 @@ def test_shortened_paper_entry_keeps_the_schedule_proportions():
     assert full["xi_start"] == 200_000  # the paper's budget: absolute, as in the paper
 
 
+def test_results_page_states_each_tasks_own_moved_schedule():
+    from sb3_ofexi.report import _schedule_sentence
+
+    assert "13,838 of 30,000" in _schedule_sentence("Hopper-v5", 30_000, None)
+    assert "11,910 of 30,000" in _schedule_sentence("HalfCheetah-v5", 30_000, None)  # 2M entry: 9.5% in
+    assert _schedule_sentence("Hopper-v5", 1_000_000, None) == ""  # the entry's own budget: nothing moved
+    assert _schedule_sentence("Pendulum-v1", 30_000, None) == ""  # entry without an absolute xi_start
+
+
 def test_paper_convention_counts_reproduce_table_4_for_hopper():
     """Table 4 (Hopper-v2, thousands): SAC 71/280, OFE 139/651 with train = ours - f_pred + V."""
     import math

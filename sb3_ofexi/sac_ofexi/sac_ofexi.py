@@ -320,7 +320,8 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         corrupted file is reported as one).
 
         A file saved before ``regulariser`` / ``pred_loss`` existed (0.1.0) keeps the behaviour it
-        was trained with (``"autograd"`` / ``"mean"``) instead of taking today's defaults.
+        was trained with (``"autograd"`` / ``"mean"``), and one saved before ``nu_rl_reference``
+        existed keeps ``"sb3"``, instead of taking today's defaults.
         """
         saved_keys = _saved_data_keys(path)
         model = super().load(path, *args, **kwargs)
@@ -356,7 +357,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     def export_policy(self, path: str | pathlib.Path, check: bool = True) -> DeployedPolicy:
         """Export phi_o + actor (deterministic, SB3's action rescaling included) to ``.onnx`` or ``.pt``.
 
-        The file reproduces ``predict(obs, deterministic=True)`` to 1e-5 (checked unless ``check=False``).
+        The file reproduces ``predict(obs, deterministic=True)`` to
+        :data:`~sb3_ofexi.common.export.EXPORT_ATOL` times the largest action bound (checked unless
+        ``check=False``).
         """
         return export_policy(self, path, check=check)
 
