@@ -5,7 +5,10 @@ P5: train-step time compiled / eager, same model: ``ofe`` sizes; ``prune-b`` siz
     rounded (the phase after ``xi_round``).
 P6: env-steps/s of SAC_OFEXi ``ofe`` / stock SB3 SAC 256x2 on Hopper-v5, one gradient step
     per env step, batch 256; compiled and eager.
-P7: the same / SBX SAC 256x2 (JAX, CPU), same run; skipped with a message without ``sbx-rl``.
+P7: the same / SBX SAC 256x2 (JAX on its default backend: the CPU here, the GPU on a CUDA
+    machine with jax[cuda]), same run; skipped with a message without ``sbx-rl``.
+
+On CUDA, "compiled" is the step captured as one CUDA graph (``GraphedStep``).
 
 Every ratio is measured interleaved in this one process; build times (the first compiled
 step of each model: tracing, inductor, the C++ compiler) are reported separately.
@@ -21,7 +24,7 @@ from stable_baselines3 import SAC
 from benchmarks.common import BATCH, ENV, filled_model, interleaved_ratio, report, script_main, set_phase, sync
 from sb3_ofexi import SAC_OFEXi
 from benchmarks.train_step import prune_to
-from sb3_ofexi.common.step import compiler_available
+from sb3_ofexi.common.step import GraphedStep, compiler_available
 
 
 def _step_ratio(
@@ -38,7 +41,7 @@ def _step_ratio(
     eager.train(2, BATCH)
     sync(device)
     start = time.perf_counter()
-    compiled.train(2, BATCH)  # builds the compiled pieces
+    compiled.train(GraphedStep.WARMUP + 1, BATCH)  # builds the compiled pieces / captures the CUDA graph
     sync(device)
     build = time.perf_counter() - start
     ratio, t_compiled, t_eager = interleaved_ratio(
@@ -55,6 +58,9 @@ def _sbx_sac(start: int, device: str) -> Any | None:
     except ImportError as error:
         print(f"P7 skipped: sbx-rl is not installed ({error}); pip install sbx-rl (JAX CPU) to measure it")
         return None
+    import jax
+
+    print(f"P7: SBX on JAX {jax.__version__}, backend {jax.default_backend()}")
     return SBXSAC("MlpPolicy", ENV, policy_kwargs=dict(net_arch=[256, 256]), learning_starts=start, seed=0)
 
 
@@ -102,6 +108,8 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
         print(f"P5-P7 skipped: the step cannot be compiled here ({why})")
         return {}
     steps, reps = (5, 5) if quick else (20, 7)
+    if th_device_type(device) == "cuda":  # a graphed step takes ~1 ms: more of them per timing
+        steps *= 10
     results: dict[str, Any] = {}
     for key, preset, progress, keep in (("ofe", "ofe", 0.5, None), ("prune_b_frozen", "prune-b", 0.1, None),
                                         ("prune_b_learning", "prune-b", 0.5, None),

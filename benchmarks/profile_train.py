@@ -6,7 +6,8 @@ self time of every operation into: matrix multiplies, the other tensor kernels (
 fused kernels when compiled), the optimizer steps, and the rest (autograd engine, dynamo's
 cache lookup, compiled-graph wrappers). Wall-clock ms per step come from an unprofiled run;
 the Python interpreter between operations shows only there (wall minus profiled time,
-roughly: the profiler itself adds a little to every operation).
+roughly: the profiler itself adds a little to every operation). On CUDA the parts are host
+time (launching kernels), and the GPU's own kernel time per step is printed beside them.
 """
 
 from __future__ import annotations
@@ -70,18 +71,25 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
             model = filled_model(preset=preset, compile_step=compiled, device=device)
             set_phase(model, progress)
             counts, phase = model.param_counts()["train"], model.xi_phase
-        model.train(3, BATCH)  # warm-up (and the build when compiled)
+        model.train(5, BATCH)  # warm-up (and the build when compiled; on CUDA the capture after 3 steps)
         sync(device)
         start = time.perf_counter()
         model.train(steps, BATCH)
         sync(device)
         wall = (time.perf_counter() - start) / steps * 1e3
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        cuda = device.startswith("cuda")
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
             model.train(steps, BATCH)
             sync(device)
         parts = _split(prof, steps)
         print(f"{name} ({counts:,} parameters, {phase}), batch {BATCH}: {wall:.2f} ms/step unprofiled, "
-              f"{parts['profiled total']:.2f} ms in profiled operations")  # fmt: skip
+              f"{parts['profiled total']:.2f} ms in profiled operations (host)")  # fmt: skip
+        if cuda:  # what the GPU itself spends: the floor a launch-free step approaches
+            kernels = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0))
+                          for e in prof.key_averages()) / 1e3 / steps  # fmt: skip
+            print(f"  GPU kernel time {kernels:.3f} ms/step")
+            results[f"profile_ms/{name}/gpu kernels"] = kernels
         for part in PARTS:
             share = parts[part] / parts["profiled total"]
             print(f"  {part:40s} {parts[part]:7.2f} ms  ({share:5.1%})")

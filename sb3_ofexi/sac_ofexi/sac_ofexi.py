@@ -7,6 +7,7 @@ Networks" (arXiv 2507.11975), Algorithm 1; SPEC sections 1-5, 7, 8.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import io
 import pathlib
@@ -33,7 +34,14 @@ from sb3_ofexi.common.export import DeployedPolicy, export_policy
 from sb3_ofexi.common.loading import SafeLoadMixin
 from sb3_ofexi.common.ofenet import PRED_LOSSES
 from sb3_ofexi.common.pruning import PruningCallback
-from sb3_ofexi.common.step import StepPieces, check_compile_step, use_compiled_step
+from sb3_ofexi.common.step import (
+    GraphedStep,
+    StepPieces,
+    check_compile_step,
+    graph_unsupported,
+    saveable_optimizer_state,
+    use_compiled_step,
+)
 from sb3_ofexi.common.xi import XiGate, xi_gates
 from sb3_ofexi.sac_ofexi.policies import MlpPolicy, MultiInputPolicy, SACOFEXiPolicy
 from sb3_ofexi.sac_ofexi.presets import get_preset
@@ -297,13 +305,25 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         #: the gradient step's pieces for the current shapes (step.StepPieces), and the thetas per net
         self._pieces: StepPieces | None = None
         self._thetas: dict[str, list[nn.Parameter]] = {}
-        #: times the compiled step was built (logged as time/step_rebuilds)
+        #: times the compiled step was built or captured (logged as time/step_rebuilds)
         self._step_builds = 0
+        #: on CUDA with a compiled step: the step captured as one CUDA graph (step.GraphedStep)
+        self._graphed = False
+        self._graph: GraphedStep | None = None
 
     def _excluded_save_params(self) -> list[str]:
         return [
-            *super()._excluded_save_params(), "ofe", "_target_pairs", "_pieces", "_thetas", "_step_builds", "_nu_scale"
-        ]
+            *super()._excluded_save_params(), "ofe", "_target_pairs", "_pieces", "_thetas", "_step_builds", "_nu_scale",
+            "_graphed", "_graph",
+        ]  # fmt: skip
+
+    def get_parameters(self) -> dict[str, dict]:
+        """SB3's, with optimizer states as the eager step keeps them (a CUDA graph's capturable
+        Adam saves float learning rates and CPU step counts, and loads anywhere)."""
+        return {
+            name: saveable_optimizer_state(state) if "param_groups" in state else state
+            for name, state in super().get_parameters().items()
+        }
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
@@ -576,7 +596,11 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         self.logger.record("train/learning_rate", lr)
         for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
             for group in optimizer.param_groups:
-                group["lr"] = self.theta_lr if (group.get("theta") and self.theta_lr) else lr
+                value = self.theta_lr if (group.get("theta") and self.theta_lr) else lr
+                if isinstance(group["lr"], th.Tensor):  # a CUDA graph reads it: updated in place
+                    group["lr"].fill_(value)
+                else:
+                    group["lr"] = value
 
     def _pretrain_steps(self) -> int:
         if self.ofe_pretrain_steps is not None:
@@ -587,14 +611,17 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         """One OFE step on its own minibatch (Algorithm 1, lines 7-10); returns L_pred."""
         pieces = pieces or self._step_pieces()
         data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-        ofe, optimizer = self.policy.ofe, self.policy.ofe_optimizer
-        regularise = self.use_xi and self.xi_phase == "learning"  # thetas only move in this phase
         obs = self.policy.obs_to_features_input(data.observations)
         next_obs = self.policy.obs_to_features_input(data.next_observations)
-        ofe.train(True)
-        loss, pred_loss = pieces.ofe_loss(obs, data.actions, next_obs, regularise)
-        self._descend(loss, optimizer, self._thetas["ofe"] if regularise else [])
-        ofe.train(False)
+        return self._ofe_descend(pieces, obs, data.actions, next_obs)
+
+    def _ofe_descend(self, pieces: StepPieces, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+        """The OFE step on a sampled minibatch (flat observations); returns L_pred."""
+        regularise = self.use_xi and self.xi_phase == "learning"  # thetas only move in this phase
+        self.policy.ofe.train(True)
+        loss, pred_loss = pieces.ofe_loss(obs, actions, next_obs, regularise)
+        self._descend(loss, self.policy.ofe_optimizer, self._thetas["ofe"] if regularise else [])
+        self.policy.ofe.train(False)
         return pred_loss
 
     # The pieces of a gradient step: pure tensor functions that step.StepPieces compiles.
@@ -697,9 +724,18 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
                 steps_left=self._steps_in_phase(),
                 train_params=self.param_counts()["train"],
             )
+            # on CUDA the whole eager step is captured as one CUDA graph instead (GraphedStep)
+            graphed = compiled and self.device.type == "cuda"
+            why = graph_unsupported(self._optimizers()) if graphed else ""
+            if why and self.compile_step is True:
+                raise RuntimeError(f"compile_step=True, but the step cannot be captured as a CUDA graph: {why}")
+            if why:  # "auto": eager
+                graphed = compiled = False
             names = ("ofe_loss", "policy_forward", "critic_loss", "actor_loss")
             pieces = {name: getattr(self, f"_{name}") for name in names}
-            self._pieces = StepPieces(pieces, compiled, signature)
+            self._release_graph()
+            self._pieces = StepPieces(pieces, compiled and not graphed, signature)
+            self._graphed = graphed
             self._thetas = {
                 name: [gate.theta for gate in xi_gates(module)]
                 for name, module in (("ofe", self.policy.ofe), ("actor", self.actor), ("critic", self.critic))
@@ -721,9 +757,14 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         outlives a surgery keeps the pre-surgery shapes in the leaves' gradient accumulators
         (see :class:`~sb3_ofexi.common.surgery.Surgery`); the next backward would then fail.
         """
+        self._release_graph()
         if self._pieces is not None and self._pieces.compiled:
             self._pieces = None
             gc.collect()  # the compiled functions sit in reference cycles
+
+    def _release_graph(self) -> None:
+        """Drop the CUDA graph (its memory pool goes with it and with the gradients it wrote)."""
+        self._graph = None
 
     def _descend(self, loss: th.Tensor, optimizer: th.optim.Optimizer, thetas: list[th.Tensor]) -> None:
         """One optimizer step on ``loss``, then ``thetas`` projected into [0, 1] (eq. 6; empty
@@ -744,10 +785,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self._update_xi_phase()
         self.policy.set_training_mode(True)
-        optimizers = [self.actor.optimizer, self.critic.optimizer, self.policy.ofe_optimizer]
-        if self.ent_coef_optimizer is not None:
-            optimizers += [self.ent_coef_optimizer]
-        self._update_learning_rate(optimizers)
+        self._update_learning_rate(self._optimizers())
         if self._has_budget and self.xi_phase == "learning":
             self._steer_budgets()
         pieces = self._step_pieces()
@@ -760,49 +798,101 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         stats: dict[str, list[th.Tensor]] = {
             k: [] for k in ("aux_loss", "ent_coef", "ent_coef_loss", "actor_loss", "critic_loss")
         }
-        actor, critic = self.actor, self.critic
-        regularise = self.use_xi and self.xi_phase == "learning"  # thetas learn: nu terms and projections
         for gradient_step in range(gradient_steps):
-            stats["aux_loss"].append(self._ofe_update(batch_size, pieces))
-
-            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+            batch = self._sample_step_batch(batch_size)
             if self.use_sde:  # as SB3's SAC: log_std may have changed since the last step
-                actor.reset_noise()
-            obs = self.policy.obs_to_features_input(replay_data.observations)
-            next_obs = self.policy.obs_to_features_input(replay_data.next_observations)
-            z_o, next_z_o, z_oa, actions_pi, log_prob = pieces.policy_forward(obs, next_obs, replay_data.actions)
-            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
-                ent_coef = th.exp(self.log_ent_coef.detach())
-                ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
-                stats["ent_coef_loss"].append(ent_coef_loss.detach())
-                self.ent_coef_optimizer.zero_grad()
-                ent_coef_loss.backward()
-                self.ent_coef_optimizer.step()
+                self.actor.reset_noise()
+            update_target = gradient_step % self.target_update_interval == 0
+            graph = self._graph_for(batch)
+            if graph is None:
+                step_stats = self._gradient_step(pieces, batch, update_target)
             else:
-                ent_coef = self.ent_coef_tensor
-            stats["ent_coef"].append(ent_coef.reshape(()))
-
-            actor.train(False)
-            critic_loss, td_loss = pieces.critic_loss(
-                next_z_o, z_oa, replay_data.rewards, replay_data.dones, discounts, ent_coef, regularise
-            )
-            actor.train(True)
-            stats["critic_loss"].append(td_loss)
-            self._descend(critic_loss, critic.optimizer, self._thetas["critic"] if regularise else [])
-
-            with _no_param_grad(self.policy.ofe, critic):
-                critic.train(False)
-                actor_loss, sac_actor_loss = pieces.actor_loss(z_o, actions_pi, log_prob, ent_coef, regularise)
-                critic.train(True)
-            stats["actor_loss"].append(sac_actor_loss)
-            self._descend(actor_loss, actor.optimizer, self._thetas["actor"] if regularise else [])
-
-            if gradient_step % self.target_update_interval == 0:
-                self._update_critic_target()
+                step_stats = {k: v.clone() for k, v in graph(batch).items()}  # the next replay overwrites them
+                if update_target and self.target_update_interval != 1:  # else inside the graph
+                    self._update_critic_target()
+            for key, value in step_stats.items():
+                stats[key].append(value)
 
         self._n_updates += gradient_steps
         self._log_train_stats(stats)
+
+    def _optimizers(self) -> list[th.optim.Optimizer]:
+        optimizers = [self.actor.optimizer, self.critic.optimizer, self.policy.ofe_optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimizers.append(self.ent_coef_optimizer)
+        return optimizers
+
+    def _sample_step_batch(self, batch_size: int) -> dict[str, th.Tensor]:
+        """The two minibatches of one gradient step (OFE's and the RL networks', Algorithm 1
+        lines 7 and 11), as flat tensors: what the step (eager or graphed) reads."""
+        batch: dict[str, th.Tensor] = {}
+        for prefix in ("ofe_", ""):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            batch[f"{prefix}obs"] = self.policy.obs_to_features_input(data.observations)
+            batch[f"{prefix}next_obs"] = self.policy.obs_to_features_input(data.next_observations)
+            batch[f"{prefix}actions"] = data.actions
+        batch["rewards"], batch["dones"] = data.rewards, data.dones
+        if data.discounts is not None:  # n-step buffers: per-sample discounts
+            batch["discounts"] = data.discounts
+        return batch
+
+    def _gradient_step(self, pieces: StepPieces, batch: dict[str, th.Tensor], update_target: bool) -> dict[str, th.Tensor]:
+        """One gradient step of Algorithm 1 (lines 7-21) on sampled minibatches; its losses.
+
+        The eager reference, and what :class:`~sb3_ofexi.common.step.GraphedStep` captures on
+        CUDA: tensor operations only (no host sync, no data-dependent Python).
+        """
+        actor, critic = self.actor, self.critic
+        regularise = self.use_xi and self.xi_phase == "learning"  # thetas learn: nu terms and projections
+        stats = {"aux_loss": self._ofe_descend(pieces, batch["ofe_obs"], batch["ofe_actions"], batch["ofe_next_obs"])}
+        discounts = batch.get("discounts", self.gamma)
+        z_o, next_z_o, z_oa, actions_pi, log_prob = pieces.policy_forward(batch["obs"], batch["next_obs"], batch["actions"])
+        if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+            ent_coef = th.exp(self.log_ent_coef.detach())
+            ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
+            stats["ent_coef_loss"] = ent_coef_loss.detach()
+            self.ent_coef_optimizer.zero_grad()
+            ent_coef_loss.backward()
+            self.ent_coef_optimizer.step()
+        else:
+            ent_coef = self.ent_coef_tensor
+        stats["ent_coef"] = ent_coef.reshape(())
+
+        actor.train(False)
+        critic_loss, td_loss = pieces.critic_loss(
+            next_z_o, z_oa, batch["rewards"], batch["dones"], discounts, ent_coef, regularise
+        )
+        actor.train(True)
+        stats["critic_loss"] = td_loss
+        self._descend(critic_loss, critic.optimizer, self._thetas["critic"] if regularise else [])
+
+        with _no_param_grad(self.policy.ofe, critic):
+            critic.train(False)
+            actor_loss, sac_actor_loss = pieces.actor_loss(z_o, actions_pi, log_prob, ent_coef, regularise)
+            critic.train(True)
+        stats["actor_loss"] = sac_actor_loss
+        self._descend(actor_loss, actor.optimizer, self._thetas["actor"] if regularise else [])
+
+        if update_target:
+            self._update_critic_target()
+        return stats
+
+    def _graph_for(self, batch: dict[str, th.Tensor]) -> GraphedStep | None:
+        """The CUDA graph of the step for the current shapes and phase, or None (eager).
+
+        (Re)captured when :meth:`_step_pieces` rebuilt the step, when the minibatch's shapes
+        change, or when a learning rate the capture baked in (SGD's) changed.
+        """
+        if not self._graphed:
+            return None
+        graph = self._graph
+        same_step = graph is not None and graph.signature is self._pieces
+        if not same_step or not graph.fits(batch) or graph.baked_lrs != graph.float_lrs():  # type: ignore[union-attr]
+            self._release_graph()
+            self._step_builds += int(same_step)  # a new step was counted by _step_pieces
+            body = functools.partial(self._gradient_step, self._pieces, update_target=self.target_update_interval == 1)
+            graph = self._graph = GraphedStep(body, self._optimizers(), self.device, signature=self._pieces)
+        return graph
 
     def _update_critic_target(self) -> None:
         """Polyak-average the critic weights into the targets; copy the thetas.
@@ -856,7 +946,8 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         for name, value in zip(names, stacked.tolist()):  # the one host sync of train()
             self.logger.record(name, value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("time/step_compiled", float(self._pieces is not None and self._pieces.compiled))
+        self.logger.record("time/step_compiled", float(self._graphed or (self._pieces is not None and self._pieces.compiled)))
+        self.logger.record("time/step_graphed", float(self._graph is not None and self._graph.graph is not None))
         self.logger.record("time/step_rebuilds", max(0, self._step_builds - 1))
         self.logger.record("train/xi_learning", float(self.xi_phase == "learning"))
         self.log_sizes()
