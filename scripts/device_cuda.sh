@@ -18,7 +18,8 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 else
     export PYTHONPATH=$PWD
 fi
-export PYTHONUNBUFFERED=1 MUJOCO_GL=egl
+# no rendering (MuJoCo loads no GL); JAX (P7) must not take the GPU memory torch needs
+export PYTHONUNBUFFERED=1 MUJOCO_GL=disable XLA_PYTHON_CLIENT_PREALLOCATE=false
 STAGE=${STAGE:-quick}
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv

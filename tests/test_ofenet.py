@@ -53,12 +53,12 @@ def test_rl_update_leaves_ofe_bit_identical_and_ofe_update_changes_it():
     before = _ofe_state(model)
     critic_before = [p.clone() for p in model.critic.parameters()]
     # an RL update alone: SAC_OFEXi.train with the OFE step switched off
-    model._ofe_update = lambda batch_size, pieces=None: th.zeros(())
+    model._ofe_descend = lambda pieces, obs, actions, next_obs: th.zeros(())
     model.train(gradient_steps=3, batch_size=32)
     after = _ofe_state(model)
     assert all(th.equal(before[k], after[k]) for k in before), "an RL loss changed an OFE weight, theta or BN stat"
     assert any(not th.equal(a, b) for a, b in zip(critic_before, model.critic.parameters()))
-    del model._ofe_update  # back to the class method
+    del model._ofe_descend  # back to the class method
     model._ofe_update(32)
     changed = _ofe_state(model)
     assert any(not th.equal(before[k], changed[k]) for k in before if k.endswith("weight"))
