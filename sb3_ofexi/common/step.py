@@ -21,10 +21,11 @@ recompile limit silently sends the step back to eager.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch as th
@@ -196,6 +197,18 @@ def saveable_optimizer_state(state_dict: dict[str, Any]) -> dict[str, Any]:
     return {**state_dict, "state": state, "param_groups": groups}
 
 
+@contextlib.contextmanager
+def _no_distribution_checks() -> Iterator[None]:
+    """torch.distributions' argument checks read a tensor on the host (a sync, which a CUDA
+    capture forbids); the eager step keeps them, the graph's kernels are the same without them."""
+    before = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        th.distributions.Distribution.set_default_validate_args(before)
+
+
 class GraphedStep:
     """A whole gradient step replayed as one CUDA graph (``compile_step`` on CUDA).
 
@@ -260,12 +273,12 @@ class GraphedStep:
             if self.warmup_left > 0:
                 self.warmup_left -= 1
                 self.stream.wait_stream(current)
-                with th.cuda.stream(self.stream):
+                with th.cuda.stream(self.stream), _no_distribution_checks():
                     outputs = self.body(self.inputs)
                 current.wait_stream(self.stream)
                 return outputs
             graph = th.cuda.CUDAGraph()
-            with th.cuda.graph(graph):
+            with _no_distribution_checks(), th.cuda.graph(graph):
                 self.outputs = self.body(self.inputs)
             self.graph = graph
         self.graph.replay()
