@@ -7,6 +7,9 @@
 #                step as a CUDA graph against the eager step)
 #   STAGE=quick  STAGE=tests, then `python -m benchmarks.run --quick --device cuda`
 #   STAGE=full   `python -m benchmarks.run --device cuda` (full mode)
+#   STAGE=suite  the whole test suite on the CUDA machine (device "auto" picks CUDA wherever a
+#                test does not name the CPU), then P3 (a whole Prune-B run / OFE-Big's) at
+#                P3_STEPS env steps (default 8000), 2 repetitions, the step graphed ("auto")
 # Logs and JSON land in $OUT (default runs/device).
 set -u
 OUT=${OUT:-runs/device}
@@ -40,5 +43,12 @@ if [ "$STAGE" = quick ]; then
 fi
 if [ "$STAGE" = full ]; then
     python3 -m benchmarks.run --device cuda --json "$OUT/bench_full_cuda.json" 2>&1 | tee "$OUT/bench_full_cuda.log"
+fi
+if [ "$STAGE" = suite ]; then
+    timeout 300 python3 -m pytest -q -rs -p no:cacheprovider -n 12 tests --deselect tests/test_install.py 2>&1 \
+        | grep -v "^DEBUG" | tee "$OUT/suite.log"
+    status=${PIPESTATUS[0]}
+    timeout 260 python3 -c "from benchmarks import whole_run; r = whole_run.measure(False, 'cuda', timesteps=${P3_STEPS:-8000});
+r.pop('model'); print(r)" 2>&1 | tee "$OUT/p3_cuda.log"
 fi
 exit "$status"
