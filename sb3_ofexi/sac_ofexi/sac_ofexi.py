@@ -162,9 +162,11 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     :param budget_rate: e-folds a nu multiplier can move over the learning phase at a relative
         size gap of 1 (dual-ascent step size; 10 by default: 30 overshot and undershot the budget
         in short Pendulum runs, 3 lagged until rounding had to drop ~20 units)
-    :param compile_step: run the gradient step's pieces through ``torch.compile``: ``True``,
-        ``False`` (eager, the reference) or ``"auto"`` (on CPU, for long stretches in which no
-        prune can change the shapes, networks up to 1M train parameters; see
+    :param compile_step: a faster gradient step computing what the eager one does: on CPU
+        its pieces go through ``torch.compile``; on CUDA the whole step is captured as one
+        CUDA graph (:class:`~sb3_ofexi.common.step.GraphedStep`). ``True``, ``False`` (eager,
+        the reference) or ``"auto"`` (CUDA: always, gSDE excepted; CPU: for long stretches in
+        which no prune can change the shapes, networks up to 1M train parameters; see
         :func:`sb3_ofexi.common.step.use_compiled_step` and docs/BENCHMARKS.md)
     :param sac_kwargs: everything :class:`stable_baselines3.SAC` accepts
     """
