@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch as th
@@ -63,20 +65,30 @@ def _assert_close(eager: SAC_OFEXi, compiled: SAC_OFEXi) -> None:
         th.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
 
 
-@needs_compiler
-def test_compiled_step_computes_what_the_eager_step_computes_in_every_phase():
-    eager, compiled = _pair(**SGD)
+def _through_every_phase(eager: SAC_OFEXi, fast: SAC_OFEXi, steps: int, check: Callable[[], None]) -> None:
+    """Train both through the theta phases frozen, learning, rounded; after each, ``check()``
+    and the parameters compared."""
     for progress, phase in ((0.15, "frozen"), (0.45, "learning"), (0.7, "rounded")):
         if phase == "rounded":  # some units below 0.5: rounding zeroes them and the prune removes them
-            for model in (eager, compiled):
+            for model in (eager, fast):
                 with th.no_grad():
                     for gate in (model.policy.ofe.phi_o.gates[0], model.actor.net.gates[1]):
                         gate.theta[:3] = 0.2
-        _train_both((eager, compiled), progress, steps=4, seed=int(progress * 100))
-        assert compiled.xi_phase == phase
+        _train_both((eager, fast), progress, steps=steps, seed=int(progress * 100))
+        assert fast.xi_phase == phase
+        check()
+        _assert_close(eager, fast)
+
+
+@needs_compiler
+def test_compiled_step_computes_what_the_eager_step_computes_in_every_phase():
+    eager, compiled = _pair(**SGD)
+
+    def check() -> None:
         assert compiled._pieces is not None and compiled._pieces.compiled
         assert eager._pieces is not None and not eager._pieces.compiled
-        _assert_close(eager, compiled)
+
+    _through_every_phase(eager, compiled, steps=4, check=check)
     # rounded: thetas 0/1, zeros pruned, so the shapes changed between the phases
     assert compiled.param_counts()["train"] < make_model(**PHASED).param_counts()["train"]
     assert compiled._step_builds == 3  # one build per phase, and no more
