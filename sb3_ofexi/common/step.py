@@ -9,8 +9,9 @@ The eager step calls the same pieces uncompiled, so both paths compute the same 
 
 On CUDA the whole eager step (all three backward passes and optimizer steps, the theta
 projections and the Polyak update) is instead captured as one CUDA graph
-(:class:`GraphedStep`: capturable Adam, static input buffers), as the issue of launch-bound
-small networks asks; it is recaptured on the same occasions as a CPU rebuild.
+(:class:`GraphedStep`: capturable Adam, static input buffers), since the step of networks this
+small is bound by kernel launches on a GPU; it is recaptured on the same occasions as a CPU
+rebuild.
 
 A compiled piece is specialised to the shapes it was built for. A prune that changes a
 shape makes the step be rebuilt (counted in ``time/step_rebuilds``); every build gets
