@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples
 from torch import nn
 
 from sb3_ofexi.common.budget import BUDGET_KINDS, REACH, budget_params, check_budget, dual_update, fit_to_budget, target_size
@@ -612,10 +612,15 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     def _ofe_update(self, batch_size: int, pieces: StepPieces | None = None) -> th.Tensor:
         """One OFE step on its own minibatch (Algorithm 1, lines 7-10); returns L_pred."""
         pieces = pieces or self._step_pieces()
+        data, obs, next_obs = self._sample_flat(batch_size)
+        return self._ofe_descend(pieces, obs, data.actions, next_obs)
+
+    def _sample_flat(self, batch_size: int) -> tuple[ReplayBufferSamples, th.Tensor, th.Tensor]:
+        """One replay minibatch, with its observations and next observations flattened to what
+        the networks read (dict observations concatenated)."""
         data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
         obs = self.policy.obs_to_features_input(data.observations)
-        next_obs = self.policy.obs_to_features_input(data.next_observations)
-        return self._ofe_descend(pieces, obs, data.actions, next_obs)
+        return data, obs, self.policy.obs_to_features_input(data.next_observations)
 
     def _ofe_descend(self, pieces: StepPieces, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
         """The OFE step on a sampled minibatch (flat observations); returns L_pred."""
@@ -829,9 +834,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         lines 7 and 11), as flat tensors: what the step (eager or graphed) reads."""
         batch: dict[str, th.Tensor] = {}
         for prefix in ("ofe_", ""):
-            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            batch[f"{prefix}obs"] = self.policy.obs_to_features_input(data.observations)
-            batch[f"{prefix}next_obs"] = self.policy.obs_to_features_input(data.next_observations)
+            data, batch[f"{prefix}obs"], batch[f"{prefix}next_obs"] = self._sample_flat(batch_size)
             batch[f"{prefix}actions"] = data.actions
         batch["rewards"], batch["dones"] = data.rewards, data.dones
         if data.discounts is not None:  # n-step buffers: per-sample discounts
