@@ -266,7 +266,7 @@ def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict
                        + (f", {sp['machine']}" if sp.get("machine") else "") for sp in speeds if sp)  # fmt: skip
         sparsity = _median([(s.get("sparsities") or {}).get("critic") for s in group])
         numbers[method] = {"deploy_latency_ms": latency, "train_step_ms": step, "critic_sparsity": sparsity,
-                           "wall_s": float(np.mean([s["wall_s"] for s in group]))}  # fmt: skip
+                           "wall_s": _median([s["wall_s"] for s in group])}  # fmt: skip
         rows.append(
             f"| {method} | {np.mean([s['params']['deploy'] for s in group]) / 1e3:.1f} | "
             f"{np.mean([s['params']['train'] for s in group]) / 1e3:.1f} | "
@@ -282,6 +282,8 @@ def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict
         "fall without any change in the arithmetic of a dense kernel. Latency: the deterministic policy exported "
         "to ONNX by one exporter for all methods, onnxruntime on 1 thread, batch 1, median over seeds. Step: "
         "one gradient step (`model.train`, the run's batch size) at the final size, ms, median over seeds. "
+        "Wall time: the run's training time summed over its sittings (a stopped process's paused time included), "
+        "median over seeds, so one interrupted seed does not move it. "
         f"Measured: {'; '.join(sorted(sources)) or 'not measured'}. Timings compare methods within this "
         "report only.",
         "",

@@ -163,3 +163,18 @@ def test_report_puts_the_papers_tables_next_to_ours():
     assert any("Hopper-v2" in line and "Hopper-v5" in line for line in lines)
     assert "| ofe | 3548 | 100% | 100% | 139 | 651 |" in lines
     assert paper_section("Pendulum-v1", ["sac"]) == []
+
+
+def test_cost_section_gives_medians_over_seeds():
+    """Timings are medians over seeds: one run paused for hours (its wall time counts the pause) does not move them."""
+    from sb3_ofexi.report import cost_section
+
+    def run(wall_s: float, latency_ms: float) -> dict:
+        speed = {"deploy_latency_ms": latency_ms, "train_step_ms": 2 * latency_ms, "torch_threads": 1}
+        return {"wall_s": wall_s, "params": {"deploy": 1000, "train": 3000}, "speed": speed}
+
+    lines, numbers = cost_section({"prune-b": [run(300.0, 0.02), run(10_000.0, 0.05), run(200.0, 0.03)]})
+    assert numbers["prune-b"]["wall_s"] == 300.0
+    assert numbers["prune-b"]["deploy_latency_ms"] == pytest.approx(0.03)
+    assert numbers["prune-b"]["train_step_ms"] == pytest.approx(0.06)
+    assert "| prune-b | 1.0 | 3.0 | - | 30.0 | 0.1 | 300 |" in lines
