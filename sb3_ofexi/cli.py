@@ -6,6 +6,9 @@ import argparse
 import pathlib
 import sys
 import time
+from typing import Any
+
+import yaml
 
 
 def _run_options(parser: argparse.ArgumentParser, env_required: bool = True) -> None:
@@ -41,6 +44,20 @@ def _specs(args: argparse.Namespace, methods: list[str], seeds: list[int]):
     return specs
 
 
+def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``, the value read as YAML (``nu_rl_reference=sb3``, ``theta_lr=1e-3``, ``xi_round=0.9``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: KEY=VALUE, e.g. nu_rl_reference=sb3")
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str):  # YAML 1.1 reads 1e-3 as a string; numbers as the user meant them
+        try:
+            parsed = float(parsed) if any(c in parsed for c in ".eE") else int(parsed)
+        except ValueError:
+            pass
+    return key.strip(), parsed
+
+
 def _budget_value(text: str) -> int | float:
     """``20000`` -> int (parameters), ``0.3`` -> float (fraction); SAC_OFEXi checks the range."""
     try:
@@ -67,6 +84,7 @@ def _train(args: argparse.Namespace) -> int:
     spec.progress_bar = not args.no_progress
     spec.overrides = {f"{kind}_budget": getattr(args, f"{kind}_budget") for kind in ("deploy", "train")
                       if getattr(args, f"{kind}_budget") is not None}  # fmt: skip
+    spec.overrides.update(dict(args.set or []))
     summary = train_one(spec)  # continues from the run's checkpoint if it was interrupted
     print(f"{method} on {args.env}, seed {args.seed}: score {summary['score']:.1f}, params {summary['params']}, "
           f"{summary['wall_s']:.0f} s")  # fmt: skip
@@ -181,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="deploy parameters to end at or below: an int (e.g. 20000), or a fraction of the "
                             "initial size in (0, 1) (SAC_OFEXi methods with gates)")  # fmt: skip
     train.add_argument("--train-budget", type=_budget_value, help="the same for train parameters")
+    train.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE",
+                       help="override one keyword of the method's YAML entry, e.g. --set nu_rl_reference=sb3 "
+                            "(SAC_OFEXi methods; repeatable)")  # fmt: skip
     train.set_defaults(func=_train)
 
     compare = commands.add_parser(

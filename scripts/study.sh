@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# The long Hopper-v5 study (docs/RESULTS.md, "Hopper-v5 at 300k"): one command starts or resumes it.
+#
+#   bash scripts/study.sh            # start / resume in the background (JOBS runs at a time, niced, 1 core each)
+#   bash scripts/study.sh status     # runs done, running (env steps reached), queued; exit 0 once complete
+#   bash scripts/study.sh publish    # copy finished runs' small files + docs/study/PROGRESS.md into the repository
+#   bash scripts/study.sh stop       # stop the workers and their runs (each resumes from its last checkpoint)
+#
+# Runs live in $STUDY_DIR (default ~/sb3-ofexi-study, outside the work tree): runs/GROUP/METHOD/seedN/ with the
+# checkpoints written every 10 minutes, so a stopped run loses at most its last 10 minutes.
+# Each run is pinned to one commit: the first time it starts it records the repository's HEAD (study_commit);
+# it runs, and every later sitting resumes it, from a clone of that commit in $STUDY_DIR/src/COMMIT, so editing
+# the package never changes a running run. New runs take the HEAD of the day they start (committed code only).
+# The Python environment ($STUDY_DIR/venv) holds the dependencies; the package comes from the run's clone.
+set -u
+repo=$(cd "$(dirname "$0")/.." && pwd)
+STUDY_DIR=${STUDY_DIR:-$HOME/sb3-ofexi-study}
+JOBS=${JOBS:-2}
+NICE=${NICE:-10}
+TORCH=${TORCH:-torch==2.13.0}
+EVAL_FREQ=10000     # the paper's cadence
+EVAL_EPISODES=10
+runs=$STUDY_DIR/runs
+
+# GROUP ENV METHOD SEED STEPS [KEY=VALUE ...]: seed-major, in the order the issue gives; one line a run.
+QUEUE="
+Hopper-v5 Hopper-v5 sac 0 300000
+Hopper-v5 Hopper-v5 ofe 0 300000
+Hopper-v5 Hopper-v5 prune-b 0 300000
+Hopper-v5 Hopper-v5 sac 1 300000
+Hopper-v5 Hopper-v5 ofe 1 300000
+Hopper-v5 Hopper-v5 prune-b 1 300000
+Hopper-v5 Hopper-v5 sac 2 300000
+Hopper-v5 Hopper-v5 ofe 2 300000
+Hopper-v5 Hopper-v5 prune-b 2 300000
+Hopper-v5-nu_sb3 Hopper-v5 prune-b 0 300000 nu_rl_reference=sb3
+Hopper-v5 Hopper-v5 polyprune 0 300000
+Hopper-v5 Hopper-v5 polyprune 1 300000
+Hopper-v5 Hopper-v5 polyprune 2 300000
+Hopper-v5 Hopper-v5 eaudesac 0 300000
+Hopper-v5 Hopper-v5 eaudesac 1 300000
+Hopper-v5 Hopper-v5 eaudesac 2 300000
+Hopper-v5-1M Hopper-v5 ofe 0 1000000
+Hopper-v5-1M Hopper-v5 prune-b 0 1000000
+"
+
+queue() { grep -v '^[[:space:]]*$' <<<"$QUEUE"; }
+
+source_of() {  # the clone of commit $1, made once
+  local commit=$1 src=$STUDY_DIR/src/$1
+  if [ ! -f "$src/.ready" ]; then
+    rm -rf "$src"
+    git clone -q --no-checkout "$repo" "$src" && git -C "$src" checkout -q "$commit" && touch "$src/.ready" \
+      || { echo "cannot check out $commit from $repo" >&2; return 1; }
+  fi
+  echo "$src"
+}
+
+make_venv() {
+  local venv=$STUDY_DIR/venv
+  [ -f "$venv/.ready" ] && return 0
+  echo "$(date -u +%FT%TZ) creating $venv (one time: a few minutes)"
+  rm -rf "$venv"
+  python3 -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip \
+    && "$venv/bin/pip" install -q "$TORCH" && "$venv/bin/pip" install -q "$1" \
+    && "$venv/bin/pip" uninstall -q -y sb3_ofexi && touch "$venv/.ready"
+}
+
+run_one() {  # GROUP ENV METHOD SEED STEPS [KEY=VALUE ...]; the caller holds the run's lock
+  local group=$1 env=$2 method=$3 seed=$4 steps=$5
+  shift 5
+  local dir=$runs/$group/$method/seed$seed commit src sets=()
+  mkdir -p "$dir"
+  [ -f "$dir/study_commit" ] || git -C "$repo" rev-parse HEAD >"$dir/study_commit"
+  commit=$(cat "$dir/study_commit")
+  src=$(source_of "$commit") || return 1
+  for kv in "$@"; do sets+=(--set "$kv"); done
+  echo "=== $(date -u +%FT%TZ) $group $method seed $seed ($steps steps) at ${commit:0:7}" | tee -a "$dir/log.txt"
+  OMP_NUM_THREADS=1 PYTHONPATH=$src nice -n "$NICE" "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.cli train \
+    --env "$env" --method "$method" --seed "$seed" --timesteps "$steps" --eval-freq $EVAL_FREQ \
+    --eval-episodes $EVAL_EPISODES --out "$runs/$group" --no-progress "${sets[@]}" >>"$dir/log.txt" 2>&1
+}
+
+worker() {  # takes the first run that is neither finished nor held by another worker, until none is left
+  local failed=" "
+  while true; do
+    local picked=""
+    while read -r group env method seed steps extra; do
+      local dir=$runs/$group/$method/seed$seed key="$group/$method/seed$seed"
+      [ -f "$dir/summary.json" ] && continue
+      case "$failed" in *" $key "*) continue ;; esac  # failed in this sitting: not again until the next
+      mkdir -p "$runs/.locks"
+      exec 9>"$runs/.locks/${key//\//_}"
+      if ! flock -n 9; then exec 9>&-; continue; fi
+      if [ -f "$dir/summary.json" ]; then exec 9>&-; continue; fi
+      picked=$key
+      # shellcheck disable=SC2086  # extra holds KEY=VALUE words
+      run_one "$group" "$env" "$method" "$seed" "$steps" $extra || { failed="$failed$key "; echo "!!! $key failed: $dir/log.txt"; }
+      exec 9>&-
+      break
+    done < <(queue)
+    [ -n "$picked" ] || break
+  done
+}
+
+status() {  # one line a run; returns 0 when every run has finished
+  local left=0
+  printf '| run | commit | status | env steps | score / last eval |\n|---|---|---|---|---|\n'
+  while read -r group env method seed steps extra; do
+    local dir=$runs/$group/$method/seed$seed commit="" state steps_done="" note=""
+    [ -f "$dir/study_commit" ] && commit=$(cut -c1-7 "$dir/study_commit")
+    if [ -f "$dir/summary.json" ]; then
+      state=done; steps_done=$steps
+      note=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"final eval {s['final_return']:.1f}, {s['wall_s']/3600:.1f} h\")" "$dir/summary.json")
+    elif [ -f "$dir/progress.json" ]; then
+      left=$((left + 1))
+      state=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$dir/progress.json")
+      steps_done=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); print(p['timesteps'])" "$dir/progress.json")
+      note=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); e=p.get('last_eval'); print('' if e is None else f'last eval {e:.1f}')" "$dir/progress.json")
+      [ -f "$dir/failed.json" ] && state="failed (resumable)"
+    else
+      left=$((left + 1)); state=queued; steps_done=0
+    fi
+    printf '| %s %s seed %s %s | %s | %s | %s of %s | %s |\n' "$group" "$method" "$seed" "$extra" "$commit" "$state" "$steps_done" "$steps" "$note"
+  done < <(queue)
+  [ "$left" -eq 0 ] && echo "complete: every run of the queue has finished" || echo "$left run(s) to go"
+  [ "$left" -eq 0 ]
+}
+
+case "${1:-start}" in
+  start)
+    mkdir -p "$runs"
+    if pgrep -f "study.sh worker" >/dev/null; then echo "the study is running already: bash scripts/study.sh status"; exit 0; fi
+    src=$(source_of "$(git -C "$repo" rev-parse HEAD)") || exit 1
+    make_venv "$src" || { echo "could not create $STUDY_DIR/venv" >&2; exit 1; }
+    for i in $(seq "$JOBS"); do
+      nohup bash "$0" worker "$i" >>"$STUDY_DIR/worker$i.log" 2>&1 &
+    done
+    echo "study started: $JOBS workers, runs in $runs; 'bash scripts/study.sh status' tells how far"
+    ;;
+  worker) worker ;;
+  status) status ;;
+  stop) pkill -f "study.sh worker"; pkill -f "sb3_ofexi.cli train .*--out $runs" ; echo stopped ;;
+  publish)
+    # small files of finished runs (summaries without this machine's paths, evaluation arrays, timings)
+    PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -c \
+      "import sys; from sb3_ofexi.report import publish_runs; publish_runs(*sys.argv[1:])" "$runs" "$repo/docs/study" || exit 1
+    for f in "$runs"/*/*/seed*/study_commit; do
+      [ -f "$(dirname "$f")/summary.json" ] || continue
+      rel=${f#"$runs"/}; mkdir -p "$repo/docs/study/$(dirname "$rel")"; cp "$f" "$repo/docs/study/$rel"
+    done
+    { echo "# Hopper-v5 study: progress"; echo
+      echo "Written by \`bash scripts/study.sh publish\` on $(date -u +%F' '%H:%M) UTC. Resume with \`bash scripts/study.sh\`."
+      echo "Finished runs' small files are in docs/study/GROUP/METHOD/seedN/; unfinished runs keep their"
+      echo "checkpoints in \$STUDY_DIR (outside the repository) and resume from them."; echo
+      status; } >"$repo/docs/study/PROGRESS.md"
+    echo "published into docs/study/"
+    ;;
+  *) echo "usage: bash scripts/study.sh [start|status|publish|stop]" >&2; exit 2 ;;
+esac
