@@ -135,7 +135,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from sb3_ofexi.report import build_report
 
-    path = build_report(args.dir, args.hyperparams)
+    path = build_report(args.dir, args.hyperparams, args.smooth)
     print(f"report: {path}")
     return 0
 
@@ -146,7 +146,7 @@ def _results(args: argparse.Namespace) -> int:
     if args.publish:
         copied = publish_runs(args.publish, args.dir)
         print(f"copied {len(copied)} result files from {args.publish} into {args.dir}")
-    path = build_results(args.dir, args.out, args.hyperparams)
+    path = build_results(args.dir, args.out, args.hyperparams, args.smooth)
     print(f"results page: {path}")
     return 0
 
@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild the report from existing run directories")
     report.add_argument("dir", help="a folder written by 'compare' (METHOD/seedN/summary.json)")
     report.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (for the OFE baseline's counts)")
+    report.add_argument("--smooth", type=int, default=1,
+                        help="learning curves as an N-point moving mean (the paper's figures: 5; default 1: raw)")
     report.set_defaults(func=_report)
 
     results = commands.add_parser(
@@ -236,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="first copy the small result files (summary.json, evaluations.npz, speed.json, "
                               "failed.json; no models) of RUNS/ENV/METHOD/seedN into DIR")  # fmt: skip
     results.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (for the OFE baseline's counts)")
+    results.add_argument("--smooth", type=int, default=1,
+                         help="learning curves as an N-point moving mean (the paper's figures: 5; default 1: raw)")
     results.set_defaults(func=_results)
 
     measure = commands.add_parser(

@@ -34,6 +34,7 @@ from sb3_ofexi.common.checkpoint import (
     set_rng_state,
 )
 from sb3_ofexi.common.complexity import count_params, mlp_param_count
+from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
 from sb3_ofexi.common.pruning import PruningCallback
 from sb3_ofexi.common.xi import xi_gates
 from sb3_ofexi.measure import measure_speed
@@ -64,7 +65,8 @@ _ENV_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "callback", "v
 #: a run checkpoints every 50k env steps or 10 minutes of wall time, whichever comes first
 CHECKPOINT_STEPS = 50_000
 CHECKPOINT_SECONDS = 600.0
-SCORE_WINDOW = 0.2  # score = best evaluation in the last 20% of training (paper, Table 3)
+#: the score window of a run without a prune-b entry to take it from: after 80% of training (paper, Table 3)
+SCORE_WINDOW = 0.2
 #: the paper evaluates every 10k env steps (section 5, Fig. 3; SPEC section 8)
 EVAL_FREQ = 10_000
 #: deterministic episodes per evaluation: the paper does not state it; 10
@@ -209,6 +211,9 @@ class SizeHistory(BaseCallback):
                 thetas = [g.theta.detach() for g in xi_gates(net) if g.n_units > 0]
                 row[f"theta_{name}"] = float(th.cat(thetas).mean()) if thetas else float("nan")
                 row[f"units_{name}"] = sum(g.n_units for g in xi_gates(net))
+            if self.model.use_xi:  # alive thetas neither on (>= 0.9) nor off (< theta_tol)
+                stats = theta_stats(self.model._layer_gates(), self.model.theta_tol)
+                row.update({f"undecided_{net}": share for net, share in undecided_by_network(stats).items()})
         elif hasattr(self.model, "sparsities"):  # the masked peers
             sparsities = self.model.sparsities()
             for name in ("actor", "critic"):
@@ -338,15 +343,12 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
 
     timesteps = np.asarray(evaluation.evaluations_timesteps)
     returns = np.asarray(evaluation.evaluations_results).mean(axis=1)
-    window = timesteps >= (1.0 - SCORE_WINDOW) * spec.timesteps
     summary = {
         **asdict(spec),
         "algo": algo.__name__,
         "hyperparams": {k: repr(v) if not isinstance(v, (int, float, str, bool)) else v for k, v in hyperparams.items()},
         "wall_s": wall,
         "sittings": state["sittings"] + 1,
-        "score": float(returns[window].max()) if window.any() else float("nan"),
-        "final_return": float(returns[-1]) if len(returns) else float("nan"),
         "eval_timesteps": timesteps.tolist(),
         "eval_returns": returns.tolist(),
         "params": param_counts(model),
@@ -355,7 +357,11 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         "budgets": _budget_summary(model),
         "sparsities": model.sparsities() if hasattr(model, "sparsities") else None,
         "history": history.rows,
+        # the thetas' schedule as it happened and the per-layer diagnostics (SAC_OFEXi with gates)
+        "xi_record": getattr(model, "xi_record", None) if getattr(model, "use_xi", False) else None,
+        "theta_history": getattr(model, "theta_history", None) if getattr(model, "use_xi", False) else None,
     }
+    summary.update(score_run(summary, spec.hyperparams_dir))
     # last: timing runs gradient steps, which change the in-memory model (never model.zip); every
     # number above describes the saved model
     summary["speed"] = measure_speed(model) if spec.measure_speed else None
@@ -368,6 +374,69 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     remove_checkpoints(run_dir)  # they hold the replay buffer; a finished run needs none
     (run_dir / "failed.json").unlink(missing_ok=True)
     return summary
+
+
+def rounding_step(summary: dict[str, Any]) -> float | None:
+    """The env step at which the run rounded its thetas (``None``: no gates, or never rounded).
+
+    The train() call that rounds comes after that step's evaluation (SB3's EvalCallback runs in
+    collect_rollouts), so an evaluation at exactly this step scores the unrounded network."""
+    record = summary.get("xi_record") or {}
+    if "rounded_from_step" in record:
+        return float(record["rounded_from_step"])
+    hyperparams = summary.get("hyperparams") or {}
+    if summary.get("algo") != "SAC_OFEXi" or not summary.get("units") or not _uses_gates(summary):
+        return None
+    point = hyperparams.get("xi_round", 0.8)  # SAC_OFEXi's default
+    if isinstance(point, bool) or not isinstance(point, (int, float)):
+        return None
+    if isinstance(point, float):  # a fraction of the run (1.0: never rounded)
+        return None if point >= 1.0 else point * summary["timesteps"]
+    return float(point)
+
+
+def _uses_gates(summary: dict[str, Any]) -> bool:
+    """Whether a SAC_OFEXi run had its gates on (the OFE baselines have not)."""
+    hyperparams = summary.get("hyperparams") or {}
+    if "use_xi" in hyperparams:
+        return bool(hyperparams["use_xi"])
+    return str(hyperparams.get("preset", "prune-b")) not in ("ofe", "ofe-big")
+
+
+def score_window_start(summary: dict[str, Any], hyperparams_dir: str | None = None) -> float:
+    """Evaluations strictly after this env step count for the score: the step at which prune-b
+    rounds its thetas in a run of this length (from its YAML entry for the task, scaled as
+    :func:`scale_schedule` does; 80% of the run without one), or the run's own rounding step
+    if that is later. The same window for every method of a task and run length."""
+    timesteps = int(summary["timesteps"])
+    try:
+        entry = load_hyperparams("prune-b", summary["env_id"], hyperparams_dir)
+    except ValueError:
+        entry = {}
+    point = entry.get("xi_round", 1.0 - SCORE_WINDOW)
+    if isinstance(point, int) and not isinstance(point, bool):  # env steps of the entry's budget
+        starts, n_timesteps = int(entry.get("learning_starts", 100)), int(entry.get("n_timesteps") or timesteps)
+        start = float(schedule_point(point, starts, n_timesteps, timesteps))
+    else:
+        start = float(point) * timesteps
+    own = rounding_step(summary)
+    return max(start, own) if own is not None else start
+
+
+def score_run(summary: dict[str, Any], hyperparams_dir: str | None = None) -> dict[str, Any]:
+    """``score`` (the best evaluation strictly after :func:`score_window_start`), ``final_return``
+    (the last evaluation), ``score_after`` (the window's start) and ``score_evals`` (how many
+    evaluations the window holds): what the user gets, the rounded network, for every method alike."""
+    timesteps = np.asarray(summary["eval_timesteps"], dtype=float)
+    returns = np.asarray(summary["eval_returns"], dtype=float)
+    after = score_window_start(summary, hyperparams_dir)
+    window = timesteps > after
+    return {
+        "score": float(returns[window].max()) if window.any() else float("nan"),
+        "final_return": float(returns[-1]) if len(returns) else float("nan"),
+        "score_after": after,
+        "score_evals": int(window.sum()),
+    }
 
 
 def _budget_summary(model: BaseAlgorithm) -> dict[str, Any] | None:

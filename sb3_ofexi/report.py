@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from sb3_ofexi.experiments import METHODS, load_hyperparams, schedule_point
+from sb3_ofexi.common.diagnostics import network_of
+from sb3_ofexi.experiments import METHODS, load_hyperparams, rounding_step, schedule_point, score_run
 from sb3_ofexi.measure import run_speed
 
 #: The paper's Tables 3 and 4 (its MuJoCo v2 tasks): score, dR, tR, deploy / train params in thousands
@@ -35,6 +36,9 @@ PNG_CURVES = "learning_curves.png"
 PNG_UNITS = "units_per_layer.png"
 PNG_THETA = "theta_over_time.png"
 PNG_SPARSITY = "sparsity_over_time.png"
+PNG_DIAGNOSTICS = "theta_diagnostics.png"
+#: IQM and bootstrap CIs from this many seeds up (rliable's advice); below it, per-seed values and their range
+MIN_SEEDS_IQM = 5
 
 
 def load_failures(out_dir: str | pathlib.Path) -> list[dict[str, Any]]:
@@ -46,11 +50,16 @@ def load_failures(out_dir: str | pathlib.Path) -> list[dict[str, Any]]:
     return failures
 
 
-def load_runs(out_dir: str | pathlib.Path, allow_empty: bool = False) -> dict[str, list[dict[str, Any]]]:
-    """``summary.json`` of every run under ``out_dir``, grouped by method in METHODS order."""
+def load_runs(
+    out_dir: str | pathlib.Path, allow_empty: bool = False, hyperparams_dir: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """``summary.json`` of every run under ``out_dir``, grouped by method in METHODS order, each
+    scored again from its evaluations (:func:`~sb3_ofexi.experiments.score_run`), so a summary
+    written by an older release is scored as today's are."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(pathlib.Path(out_dir).glob("*/seed*/summary.json")):
         summary = json.loads(path.read_text())
+        summary.update(score_run(summary, hyperparams_dir))
         summary["speed"] = run_speed(path.parent, summary)  # speed.json (re-measured) over the run's own
         runs.setdefault(summary["method"], []).append(summary)
     if not runs and not allow_empty:
@@ -82,11 +91,11 @@ def ofe_baseline_counts(runs: dict[str, list[dict[str, Any]]], hyperparams_dir: 
 
 
 def _iqm_with_ci(scores: dict[str, np.ndarray]) -> dict[str, tuple[float, float, float]]:
-    """IQM and its 95% stratified-bootstrap interval (rliable), for methods with >= 3 seeds."""
+    """IQM and its 95% stratified-bootstrap interval (rliable), for methods with >= 5 seeds."""
     from rliable import library as rly
     from rliable import metrics
 
-    eligible = {m: s.reshape(-1, 1) for m, s in scores.items() if len(s) >= 3}
+    eligible = {m: s.reshape(-1, 1) for m, s in scores.items() if len(s) >= MIN_SEEDS_IQM}
     if not eligible:
         return {}
     np.random.seed(0)  # rliable's bootstrap draws from numpy's global generator
@@ -100,13 +109,22 @@ def _ratio(value: float, base: float | None) -> str:
     return f"{100 * value / base:.0f}%" if base else "n/a"
 
 
+def _values(values: np.ndarray) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
 def tables(runs: dict[str, list[dict[str, Any]]], baseline: dict[str, int] | None) -> tuple[str, str, dict]:
-    """Markdown of the Table-3-like and Table-4-like tables, and the numbers behind them."""
+    """Markdown of the Table-3-like and Table-4-like tables, and the numbers behind them.
+
+    Scores are per seed (and their mean); IQM with its bootstrap CI only from MIN_SEEDS_IQM seeds
+    up, where it is more than the mean and the range of a handful of values."""
     scores = {m: np.array([s["score"] for s in group]) for m, group in runs.items()}
+    finals = {m: np.array([s["final_return"] for s in group]) for m, group in runs.items()}
     iqm = _iqm_with_ci(scores)
     numbers: dict[str, Any] = {}
-    table3 = ["| method | seeds | score (mean ± std) | IQM [95% CI] | dR | tR | tR (paper conv.) |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    table3 = [f"| method | seeds | score per seed | mean | IQM [95% CI] ({MIN_SEEDS_IQM}+ seeds) or range | "
+              "final return per seed | dR | tR | tR (paper conv.) |",
+              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     table4 = ["| method | deploy params (k) | train params (k) | train params, paper conv. (k) |", "|---|---|---|---|"]
     for method, group in runs.items():
         deploy = float(np.mean([s["params"]["deploy"] for s in group]))
@@ -114,24 +132,110 @@ def tables(runs: dict[str, list[dict[str, Any]]], baseline: dict[str, int] | Non
         papers = [s["params_paper"]["train"] for s in group if s.get("params_paper")]
         train_paper = float(np.mean(papers)) if len(papers) == len(group) else None
         score = scores[method]
-        iqm_text = "{:.1f} [{:.1f}, {:.1f}]".format(*iqm[method]) if method in iqm else "(needs >= 3 seeds)"
+        if method in iqm:
+            spread = "IQM {:.1f} [{:.1f}, {:.1f}]".format(*iqm[method])
+        else:
+            spread = f"range {np.nanmin(score):.1f} to {np.nanmax(score):.1f}" if len(score) > 1 else "(1 seed)"
         d_ratio = _ratio(deploy, baseline["deploy"] if baseline else None)
         t_ratio = _ratio(train, baseline["train"] if baseline else None)
         base_paper = baseline.get("train_paper") if baseline else None
         tp_ratio = _ratio(train_paper, base_paper) if train_paper is not None else "n/a"
-        table3.append(f"| {method} | {len(group)} | {score.mean():.1f} ± {score.std():.1f} | {iqm_text} | "
-                      f"{d_ratio} | {t_ratio} | {tp_ratio} |")  # fmt: skip
+        table3.append(f"| {method} | {len(group)} | {_values(score)} | {score.mean():.1f} | {spread} | "
+                      f"{_values(finals[method])} | {d_ratio} | {t_ratio} | {tp_ratio} |")  # fmt: skip
         paper_text = f"{train_paper / 1e3:.1f}" if train_paper is not None else "n/a"
         table4.append(f"| {method} | {deploy / 1e3:.1f} | {train / 1e3:.1f} | {paper_text} |")
         numbers[method] = {
-            "scores": score.tolist(), "mean": float(score.mean()), "std": float(score.std()),
-            "iqm": iqm.get(method), "deploy": deploy, "train": train,
+            "scores": score.tolist(), "final_returns": finals[method].tolist(), "mean": float(score.mean()),
+            "std": float(score.std()), "iqm": iqm.get(method), "deploy": deploy, "train": train,
             "dR": deploy / baseline["deploy"] if baseline else None,
             "tR": train / baseline["train"] if baseline else None,
             "train_paper": train_paper,
             "tR_paper": train_paper / base_paper if train_paper is not None and base_paper else None,
         }  # fmt: skip
     return "\n".join(table3), "\n".join(table4), numbers
+
+
+def schedule_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Per run with gates: how long the thetas learned (in gradient updates), the OFE pre-training,
+    the theta learning rate, and the share of alive thetas still undecided just before rounding."""
+    rows = []
+    for method, group in runs.items():
+        for summary in group:
+            if summary.get("algo") != "SAC_OFEXi" or not summary.get("history") or "theta_phi_o" not in summary["history"][0]:
+                continue
+            hyperparams = summary.get("hyperparams") or {}
+            if str(hyperparams.get("preset", "prune-b")) in ("ofe", "ofe-big"):
+                continue
+            record = summary.get("xi_record") or _schedule_from_settings(summary)
+            learning = ("n/a" if "learning_from_update" not in record or "rounded_from_update" not in record
+                        else f"{record['rounded_from_update'] - record['learning_from_update']:,.0f}")  # fmt: skip
+            window = (f"{record['learning_from_step']:,.0f} to {record['rounded_from_step']:,.0f}"
+                      if "rounded_from_step" in record and "learning_from_step" in record else "n/a")  # fmt: skip
+            pretrain = record.get("ofe_pretrain_updates", "n/a")
+            theta_lr = hyperparams.get("theta_lr") or hyperparams.get("learning_rate", 3e-4)
+            undecided = (record.get("before_rounding") or {}).get("undecided")
+            shares = ("not recorded (a run made before the diagnostics)" if undecided is None else
+                      ", ".join(f"{net} {100 * share:.0f}%" for net, share in undecided.items()))  # fmt: skip
+            rows.append(f"| {method} | {summary['seed']} | {window} | {learning} | {pretrain} | {theta_lr} | {shares} |")
+    if not rows:
+        return []
+    return ["## The thetas' schedule", "",
+            "Per run with gates: env steps in which the thetas learned, the gradient updates that took (Adam moves "
+            "a theta by about one learning rate per update at most, so crossing [0, 1] takes >= 1/theta-lr "
+            "updates of a consistent push), the OFE pre-training updates, the theta learning rate, and the share "
+            "of alive thetas (>= theta_tol) still undecided (below 0.9) just before rounding, per network.", "",
+            "| method | seed | thetas learn (env steps) | θ-learning updates | OFE pre-training updates | θ-lr | "
+            "undecided before rounding |", "|---|---|---|---|---|---|---|", *rows, ""]  # fmt: skip
+
+
+def _schedule_from_settings(summary: dict[str, Any]) -> dict[str, Any]:
+    """The schedule of a run made before ``xi_record`` existed, from its settings: SB3's one
+    gradient step per env step after learning_starts, OFE pre-training of 1% of the run (at most
+    10,000 updates) unless set; empty where the settings change the cadence."""
+    hyperparams = summary.get("hyperparams") or {}
+    if any(key in hyperparams for key in ("train_freq", "gradient_steps")):
+        return {}
+    timesteps, starts = int(summary["timesteps"]), int(hyperparams.get("learning_starts", 100))
+    start = hyperparams.get("xi_start", 0.2)
+    start = start * timesteps if isinstance(start, float) else float(start)
+    end = rounding_step(summary)
+    record: dict[str, Any] = {"ofe_pretrain_updates": hyperparams.get("ofe_pretrain_steps") or min(10_000, int(0.01 * timesteps))}
+    if end is not None:
+        record.update(learning_from_step=start, rounded_from_step=end, learning_from_update=max(0.0, start - starts),
+                      rounded_from_update=max(0.0, end - starts))  # fmt: skip
+    return record
+
+
+def _schedule_marks(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Where the runs with gates start learning their thetas and round them (first run that says)."""
+    for group in runs.values():
+        for summary in group:
+            record = summary.get("xi_record") or {}
+            hyperparams = summary.get("hyperparams") or {}
+            if summary.get("algo") != "SAC_OFEXi" or str(hyperparams.get("preset", "prune-b")) in ("ofe", "ofe-big"):
+                continue
+            marks = {}
+            for key, name in (("xi_start", "learning"), ("xi_round", "rounded")):
+                if f"{name}_from_step" in record:
+                    marks[key] = float(record[f"{name}_from_step"])
+                elif isinstance(hyperparams.get(key), (int, float)) and not isinstance(hyperparams.get(key), bool):
+                    value = hyperparams[key]
+                    marks[key] = value * summary["timesteps"] if isinstance(value, float) else float(value)
+            if marks:
+                return marks
+    return {}
+
+
+def _moving_mean(values: np.ndarray, n: int) -> np.ndarray:
+    """The paper's n-point moving mean (trailing; the first points average what there is)."""
+    if n <= 1:
+        return values
+    cumsum = np.cumsum(np.insert(values, 0, 0.0))
+    out = np.empty_like(values, dtype=float)
+    for i in range(len(values)):
+        lo = max(0, i + 1 - n)
+        out[i] = (cumsum[i + 1] - cumsum[lo]) / (i + 1 - lo)
+    return out
 
 
 def paper_section(env_id: str, methods: list[str]) -> list[str]:
@@ -164,7 +268,7 @@ def paper_section(env_id: str, methods: list[str]) -> list[str]:
     ]  # fmt: skip
 
 
-def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str) -> list[str]:
+def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str, smooth: int = 1) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,16 +281,22 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
         return name
 
     written = []
-    # Fig. 3: evaluation return during training, mean over seeds with min-max band
+    # Fig. 3: evaluation return during training, mean over seeds with min-max band (each seed's
+    # curve smoothed first with the paper's moving mean when smooth > 1); the thetas' schedule marked
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method, group in runs.items():
         steps = np.array(group[0]["eval_timesteps"])
         n = min(len(s["eval_returns"]) for s in group)
-        returns = np.array([s["eval_returns"][:n] for s in group])
+        returns = np.array([_moving_mean(np.asarray(s["eval_returns"][:n], dtype=float), smooth) for s in group])
         ax.plot(steps[:n], returns.mean(0), label=method)
         ax.fill_between(steps[:n], returns.min(0), returns.max(0), alpha=0.2)
-    ax.set(xlabel="environment steps", ylabel="evaluation return", title=f"{env_id}: learning curves")
-    ax.legend()
+    for key, style in (("xi_start", ":"), ("xi_round", "--")):
+        step = _schedule_marks(runs).get(key)
+        if step is not None:
+            ax.axvline(step, color="grey", linestyle=style, linewidth=1, label=f"{key} ({step:,.0f})")
+    smoothed = f", {smooth}-point moving mean" if smooth > 1 else ""
+    ax.set(xlabel="environment steps", ylabel="evaluation return", title=f"{env_id}: learning curves{smoothed}")
+    ax.legend(fontsize=8)
     written.append(save(fig, PNG_CURVES))
 
     # Fig. 5: units per OFE layer after training (mean over seeds)
@@ -230,6 +340,39 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
         axes[0, 0].legend(fontsize=8)
         fig.suptitle(f"{env_id}: theta and units during training")
         written.append(save(fig, PNG_THETA))
+
+    # why units die: per layer, the task's and the regulariser's theta gradients, Adam's rate, undecided thetas
+    diagnosed = {m: g for m, g in runs.items() if any(s.get("theta_history") for s in g)}
+    if diagnosed:
+        nets = ("phi_o", "phi_oa", "actor", "critic")
+        keys = (("task_grad", "|task gradient|"), ("task_grad_signed", "mean task gradient\n(< 0: keep on)"),
+                ("push", "regulariser push"), ("adam_rate", "Adam |update| / lr"),
+                ("undecided", "undecided share"))  # fmt: skip
+        fig, axes = plt.subplots(len(keys), len(nets), figsize=(14, 12), sharex=True)
+        for method, group in diagnosed.items():
+            rows = [r for s in group for r in (s.get("theta_history") or [])]
+            for j, net in enumerate(nets):
+                layers = sorted({r["layer"] for r in rows if network_of(r["layer"]) == net})
+                for layer in layers:
+                    steps = sorted({r["timesteps"] for r in rows if r["layer"] == layer})
+                    for i, (key, _) in enumerate(keys):
+                        values = [np.nanmean([r[key] for r in rows if r["layer"] == layer and r["timesteps"] == t])
+                                  for t in steps]  # fmt: skip
+                        label = f"{method} {layer}" if len(diagnosed) > 1 else layer
+                        axes[i, j].plot(steps, values, label=label if i == 0 else None, linewidth=1)
+                axes[0, j].set_title(net)
+                axes[0, j].legend(fontsize=6)
+        for i, (key, label) in enumerate(keys):
+            axes[i, 0].set_ylabel(label)
+            for ax in axes[i]:
+                if key in ("task_grad", "push"):
+                    ax.set_yscale("log")
+                elif key == "task_grad_signed":
+                    ax.set_yscale("symlog", linthresh=1e-6)
+        for ax in axes[-1]:
+            ax.set_xlabel("environment steps")
+        fig.suptitle(f"{env_id}: theta diagnostics per layer (mean over seeds)")
+        written.append(save(fig, PNG_DIAGNOSTICS))
 
     # critic (and actor) sparsity over time, masked peers only
     masked = {m: g for m, g in runs.items() if g[0]["history"] and "sparsity_critic" in g[0]["history"][-1]}
@@ -316,11 +459,14 @@ def budget_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
             *rows, ""]  # fmt: skip
 
 
-def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None) -> pathlib.Path:
-    """Write ``report.md``, ``report.json`` and the PNGs into ``out_dir``; return the Markdown path."""
+def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None, smooth: int = 1) -> pathlib.Path:
+    """Write ``report.md``, ``report.json`` and the PNGs into ``out_dir``; return the Markdown path.
+
+    :param smooth: learning curves as the paper's ``smooth``-point moving mean (1: as evaluated)
+    """
     out = pathlib.Path(out_dir)
     failures = load_failures(out)
-    runs = load_runs(out, allow_empty=bool(failures))
+    runs = load_runs(out, allow_empty=bool(failures), hyperparams_dir=hyperparams_dir)
     failed_lines = []
     if failures:
         failed_lines = ["## Failed runs", "", "Each has its traceback in METHOD/seedN/failed.json; re-running the "
@@ -335,7 +481,7 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
     env_id = next(iter(runs.values()))[0]["env_id"]
     baseline = ofe_baseline_counts(runs, hyperparams_dir)
     table3, table4, numbers = tables(runs, baseline)
-    pngs = _plots(runs, out, env_id)
+    pngs = _plots(runs, out, env_id, smooth)
     cost_lines, cost = cost_section(runs)
     for method, entry in cost.items():
         numbers[method].update(entry)
@@ -344,9 +490,13 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
         f"# {env_id}: SAC_OFEXi comparison",
         "",
         f"{first['timesteps']:,} env steps per run; evaluation every {first['eval_timesteps'][0]:,} steps, "
-        f"{first['eval_episodes']} deterministic episodes on a separately seeded env. Score: best evaluation "
-        "return in the last 20% of training (paper, Table 3). dR / tR: deploy / train parameters relative "
-        "to OFE on this env.",
+        f"{first['eval_episodes']} deterministic episodes on a separately seeded env. Score: the best evaluation "
+        f"strictly after env step {first['score_after']:,.0f}, where prune-b rounds its thetas in a run of this "
+        "length (an evaluation at exactly that step runs before the rounding), the same window for every "
+        f"method ({first['score_evals']} evaluations): what the user gets, the rounded network (the paper, Table 3, "
+        "scores the last 20%, by which its thetas are 0 or 1). Final return: the last evaluation. IQM with a 95% "
+        f"bootstrap CI from {MIN_SEEDS_IQM} seeds up; below that, per-seed values and their range. dR / tR: "
+        "deploy / train parameters relative to OFE on this env.",
         "",
         "What each count includes (weights and biases; BatchNorm scale and shift; the DenseNets' diagonal V; "
         "never the thetas, BatchNorm running statistics or the critic targets):",
@@ -370,6 +520,7 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
         table4,
         "",
         *budget_section(runs),
+        *schedule_section(runs),
         *paper_section(env_id, list(runs)),
         *cost_lines,
         *[f"![{png}]({png})" for png in pngs],
@@ -400,9 +551,30 @@ def publish_runs(source: str | pathlib.Path, target: str | pathlib.Path) -> list
         if path.name in RESULT_FILES and ended:  # a run still going is published when it ends
             destination = target / path.relative_to(source)
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, destination)
+            if path.suffix == ".json":
+                record = portable_record(json.loads(path.read_text()), destination.parents[2].name)
+                destination.write_text(json.dumps(record, indent=1))
+            else:
+                shutil.copy2(path, destination)
             copied.append(destination)
     return copied
+
+
+def portable_record(record: dict[str, Any], task: str) -> dict[str, Any]:
+    """A summary or failure record without the paths of the machine that made it: ``out_dir``
+    becomes the task folder's name, an absolute ``hyperparams_dir`` its folder name, and a
+    traceback's absolute file paths their paths from the package (``sb3_ofexi/...``)."""
+    import re
+
+    record = dict(record)
+    if "out_dir" in record:
+        record["out_dir"] = task
+    if record.get("hyperparams_dir") and pathlib.Path(record["hyperparams_dir"]).is_absolute():
+        record["hyperparams_dir"] = pathlib.Path(record["hyperparams_dir"]).name
+    if "traceback" in record:
+        record["traceback"] = re.sub(r'File "/[^"]*?/((?:sb3_ofexi|site-packages)/[^"]*)"', r'File ".../\1"',
+                                     record["traceback"])  # fmt: skip
+    return record
 
 
 def _task_dirs(root: pathlib.Path) -> list[pathlib.Path]:
@@ -436,7 +608,9 @@ def _schedule_sentence(env_id: str, timesteps: int, hyperparams_dir: str | None)
             f"{timesteps:,} with learning_starts {starts:,})")
 
 
-def build_results(root: str | pathlib.Path, out: str | pathlib.Path, hyperparams_dir: str | None = None) -> pathlib.Path:
+def build_results(
+    root: str | pathlib.Path, out: str | pathlib.Path, hyperparams_dir: str | None = None, smooth: int = 1
+) -> pathlib.Path:
     """The results page: every task folder under ``root`` gets its report (:func:`build_report`),
     and ``out`` collects their tables, scale and the paper's numbers on one page."""
     root, out = pathlib.Path(root), pathlib.Path(out)
@@ -465,8 +639,8 @@ def build_results(root: str | pathlib.Path, out: str | pathlib.Path, hyperparams
         "",
     ]
     for task_dir in tasks:
-        report_path = build_report(task_dir, hyperparams_dir)
-        runs = load_runs(task_dir)
+        report_path = build_report(task_dir, hyperparams_dir, smooth)
+        runs = load_runs(task_dir, hyperparams_dir=hyperparams_dir)
         env_id = next(iter(runs.values()))[0]["env_id"]
         task = env_id.split("-")[0]
         paper_steps = PAPER_STEPS.get(task, 1_000_000)

@@ -7,6 +7,7 @@ Networks" (arXiv 2507.11975), Algorithm 1; SPEC sections 1-5, 7, 8.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import gc
 import io
@@ -30,6 +31,7 @@ from torch import nn
 from sb3_ofexi.common.budget import BUDGET_KINDS, REACH, budget_params, check_budget, dual_update, fit_to_budget, target_size
 from sb3_ofexi.common.buffers import DeviceReplayBuffer
 from sb3_ofexi.common.complexity import REGULARISERS
+from sb3_ofexi.common.diagnostics import ThetaDiagnostics, network_of, theta_stats, undecided_by_network
 from sb3_ofexi.common.export import DeployedPolicy, export_policy
 from sb3_ofexi.common.loading import SafeLoadMixin
 from sb3_ofexi.common.ofenet import PRED_LOSSES
@@ -162,6 +164,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     :param budget_rate: e-folds a nu multiplier can move over the learning phase at a relative
         size gap of 1 (dual-ascent step size; 10 by default: 30 overshot and undershot the budget
         in short Pendulum runs, 3 lagged until rounding had to drop ~20 units)
+    :param theta_diagnostics_freq: every this many env steps of the learning phase, record per layer
+        the task loss's and the regulariser's theta gradients, Adam's rate and the undecided thetas
+        (``theta_history``, logger keys ``xi_diag/``; :mod:`sb3_ofexi.common.diagnostics`); 0: off
     :param compile_step: a faster gradient step computing what the eager one does: on CPU
         its pieces go through ``torch.compile``; on CUDA the whole step is captured as one
         CUDA graph (:class:`~sb3_ofexi.common.step.GraphedStep`). ``True``, ``False`` (eager,
@@ -197,6 +202,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         xi_start: int | float = 0.2,
         xi_round: int | float = 0.8,
         prune_freq: int = 1000,
+        theta_diagnostics_freq: int = 5_000,
         ofe_pretrain_steps: int | None = None,
         ofe_target_dim: int | None = None,
         compile_step: bool | str = "auto",
@@ -248,6 +254,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         self.xi_start = _schedule_value(xi_start)
         self.xi_round = _schedule_value(xi_round)
         self.prune_freq = prune_freq
+        if isinstance(theta_diagnostics_freq, bool) or not isinstance(theta_diagnostics_freq, int) or theta_diagnostics_freq < 0:
+            raise ValueError(f"theta_diagnostics_freq={theta_diagnostics_freq!r}: accepted: an int >= 0 (0: off)")
+        self.theta_diagnostics_freq = theta_diagnostics_freq
         self.ofe_pretrain_steps = ofe_pretrain_steps
         self.compile_step = check_compile_step(compile_step)
         if self.compile_step is True and self.use_sde:
@@ -272,6 +281,10 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         self._ofe_pretrained = False
         self._xi_rounded = False
         self.xi_phase = "frozen"
+        #: the schedule as it happened (updates at each phase change, thetas just before rounding)
+        self.xi_record: dict[str, Any] = {}
+        #: rows of the theta diagnostics (one per layer and window)
+        self.theta_history: list[dict[str, Any]] = []
 
         if _init_setup_model:
             self._setup_model()
@@ -312,11 +325,12 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         #: on CUDA with a compiled step: the step captured as one CUDA graph (step.GraphedStep)
         self._graphed = False
         self._graph: GraphedStep | None = None
+        self._theta_diag: ThetaDiagnostics | None = None
 
     def _excluded_save_params(self) -> list[str]:
         return [
             *super()._excluded_save_params(), "ofe", "_target_pairs", "_pieces", "_thetas", "_step_builds", "_nu_scale",
-            "_graphed", "_graph",
+            "_graphed", "_graph", "_theta_diag",
         ]  # fmt: skip
 
     def get_parameters(self) -> dict[str, dict]:
@@ -348,9 +362,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         saved_keys = _saved_data_keys(path)
         model = super().load(path, *args, **kwargs)
         if saved_keys is not None:
-            for key, value in LEGACY_SETTINGS.items():
+            for key, value in {**LEGACY_SETTINGS, **ADDED_STATE}.items():
                 if key not in saved_keys:
-                    setattr(model, key, value)
+                    setattr(model, key, copy.deepcopy(value))
         return model
 
     # --- bad data from the environment ------------------------------------------------------
@@ -510,6 +524,8 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
             self.round_thetas()
         phase = "rounded" if self._xi_rounded else ("learning" if self._reached(self.xi_start) else "frozen")
         if phase != self.policy.xi_phase_applied:
+            self.xi_record.setdefault(f"{phase}_from_update", self._n_updates)
+            self.xi_record.setdefault(f"{phase}_from_step", self.num_timesteps)
             for gate in self._gates():
                 gate.theta.requires_grad_(phase == "learning")
             if phase == "rounded":
@@ -526,6 +542,8 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         With a budget, units are then dropped, lowest theta first, until the rounded networks fit.
         """
         scores = {id(g): g.theta.detach().clone() for g in self._gates()} if self._has_budget else {}
+        before = theta_stats(self._layer_gates(), self.theta_tol)
+        self.xi_record["before_rounding"] = {"layers": before, "undecided": undecided_by_network(before)}
         for gate in self._gates():
             gate.round_()
         if self._has_budget:
@@ -639,13 +657,29 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         pred_loss = self.policy.ofe.pred_loss(obs, actions, next_obs, reduction=self.pred_loss)
         loss = pred_loss
         if regularise and self.nu_ofe > 0:
-            complexity = self.policy.ofe_complexity(self.rho)
-            if self._has_budget:  # phi_o and phi_oa answer to different budgets
-                part_o, part_oa = complexity.regulariser_parts(self.regulariser)
-                loss = loss + self.nu_ofe * (self._nu_scale[0] * part_o + self._nu_scale[1] * part_oa)
-            else:
-                loss = loss + self.nu_ofe * complexity.regulariser(self.regulariser)
+            loss = loss + self._ofe_regulariser()
         return loss, pred_loss.detach()
+
+    # The nu terms of eqs. (33)/(34): read by the loss pieces and by the theta diagnostics
+    def _ofe_regulariser(self) -> th.Tensor:
+        """nu_OFE times the regulariser of C_OFE (eqs. 28-29 or autograd)."""
+        complexity = self.policy.ofe_complexity(self.rho)
+        if self._has_budget:  # phi_o and phi_oa answer to different budgets
+            part_o, part_oa = complexity.regulariser_parts(self.regulariser)
+            return self.nu_ofe * (self._nu_scale[0] * part_o + self._nu_scale[1] * part_oa)
+        return self.nu_ofe * complexity.regulariser(self.regulariser)
+
+    def _actor_regulariser(self, d_z_o: th.Tensor) -> th.Tensor:
+        """nu_pi times the regulariser of C_pi (eq. 32), the OFE widths as constants."""
+        nu = self.nu_actor * NU_RL_FACTORS[self.nu_rl_reference]["actor"]
+        nu = nu * self._nu_scale[2] if self._has_budget else nu
+        return nu * self.actor.net.regulariser(d_z_o, self.regulariser)
+
+    def _critic_regulariser(self, d_z_oa: th.Tensor) -> th.Tensor:
+        """nu_q times the regulariser of every critic's C_q (eq. 32), the OFE widths as constants."""
+        nu = self.nu_critic * NU_RL_FACTORS[self.nu_rl_reference]["critic"]
+        nu = nu * self._nu_scale[3] if self._has_budget else nu
+        return sum(nu * q_net.regulariser(d_z_oa, self.regulariser) for q_net in self.critic.q_networks)
 
     def _policy_forward(
         self, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor
@@ -689,11 +723,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         critic_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
         loss = critic_loss
         if regularise and self.nu_critic > 0:
-            d_z_oa = self.policy.feature_widths()[1]  # OFE thetas as constants
-            nu = self.nu_critic * NU_RL_FACTORS[self.nu_rl_reference]["critic"]
-            nu = nu * self._nu_scale[3] if self._has_budget else nu
-            for q_net in self.critic.q_networks:
-                loss = loss + nu * q_net.regulariser(d_z_oa, self.regulariser)
+            loss = loss + self._critic_regulariser(self.policy.feature_widths()[1])  # OFE thetas as constants
         return loss, critic_loss.detach()  # type: ignore[union-attr]
 
     def _actor_loss(
@@ -709,10 +739,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
         loss = actor_loss
         if regularise and self.nu_actor > 0:
-            d_z_o = self.policy.feature_widths()[0]
-            nu = self.nu_actor * NU_RL_FACTORS[self.nu_rl_reference]["actor"]
-            nu = nu * self._nu_scale[2] if self._has_budget else nu
-            loss = loss + nu * self.actor.net.regulariser(d_z_o, self.regulariser)
+            loss = loss + self._actor_regulariser(self.policy.feature_widths()[0])
         return loss, actor_loss.detach()
 
     def _step_pieces(self) -> StepPieces:
@@ -801,6 +828,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
             for _ in range(self._pretrain_steps()):
                 self._ofe_update(batch_size, pieces)
             self._ofe_pretrained = True
+            self.xi_record["ofe_pretrain_updates"] = self._pretrain_steps()
+        diagnostics = self._diagnostics()
+        diagnose = diagnostics is not None and diagnostics.gathering(self.num_timesteps)
 
         stats: dict[str, list[th.Tensor]] = {
             k: [] for k in ("aux_loss", "ent_coef", "ent_coef_loss", "actor_loss", "critic_loss")
@@ -819,9 +849,67 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
                     self._update_critic_target()
             for key, value in step_stats.items():
                 stats[key].append(value)
+            if diagnose:
+                diagnostics.accumulate()  # type: ignore[union-attr]
 
         self._n_updates += gradient_steps
+        if diagnose and diagnostics.flush_due(self.num_timesteps):  # type: ignore[union-attr]
+            self._record_diagnostics(diagnostics.flush(self.num_timesteps, self._n_updates, self.theta_tol))  # type: ignore[union-attr]
         self._log_train_stats(stats)
+
+    # --- theta diagnostics (sb3_ofexi.common.diagnostics) --------------------------------------
+    def _diagnostics(self) -> ThetaDiagnostics | None:
+        """The diagnostics of the learning phase (``None`` outside it, or when switched off)."""
+        if not (self.use_xi and self.theta_diagnostics_freq and self.xi_phase == "learning"):
+            return None
+        if self._theta_diag is None:
+            self._theta_diag = ThetaDiagnostics(
+                self._layer_gates, self._layer_optimizers, self._regulariser_push, self.theta_diagnostics_freq
+            )
+        return self._theta_diag
+
+    def _layer_gates(self) -> dict[str, XiGate]:
+        """Every gate by layer: ``phi_o[0]``..., ``phi_oa[0]``..., ``actor[0]``..., ``critic0[0]``..."""
+        gates = {f"phi_o[{i}]": g for i, g in enumerate(self.policy.ofe.phi_o.gates)}
+        gates.update({f"phi_oa[{i}]": g for i, g in enumerate(self.policy.ofe.phi_oa.gates)})
+        gates.update({f"actor[{i}]": g for i, g in enumerate(self.actor.net.gates)})
+        for q, q_net in enumerate(self.critic.q_networks):
+            gates.update({f"critic{q}[{i}]": g for i, g in enumerate(q_net.gates)})
+        return gates
+
+    def _layer_optimizers(self) -> dict[str, th.optim.Optimizer]:
+        by_net = {"phi_o": self.policy.ofe_optimizer, "phi_oa": self.policy.ofe_optimizer,
+                  "actor": self.actor.optimizer, "critic": self.critic.optimizer}  # fmt: skip
+        return {layer: by_net[network_of(layer)] for layer in self._layer_gates()}
+
+    def _regulariser_push(self) -> dict[str, th.Tensor]:
+        """d(nu C)/dtheta per layer, each network's thetas by its own loss's nu term (as the step)."""
+        gates = self._layer_gates()
+        push = {name: th.zeros_like(gate.theta) for name, gate in gates.items()}
+        d_z_o, d_z_oa = self.policy.feature_widths()
+        terms = (
+            (("phi_o", "phi_oa"), self.nu_ofe, self._ofe_regulariser),
+            (("actor",), self.nu_actor, lambda: self._actor_regulariser(d_z_o)),
+            (("critic",), self.nu_critic, lambda: self._critic_regulariser(d_z_oa)),
+        )
+        for nets, nu, term in terms:
+            names = [name for name in gates if network_of(name) in nets and gates[name].n_units > 0]
+            if nu <= 0 or not names:
+                continue
+            with th.enable_grad():
+                grads = th.autograd.grad(term(), [gates[name].theta for name in names], allow_unused=True)
+            push.update({name: grad for name, grad in zip(names, grads) if grad is not None})
+        return push
+
+    def _record_diagnostics(self, rows: list[dict[str, Any]]) -> None:
+        """Keep the rows (``theta_history``) and log them: per layer to the files, not to stdout."""
+        self.theta_history.extend(rows)
+        for row in rows:
+            for key in ("task_grad", "push", "adam_rate", "undecided"):
+                self.logger.record(f"xi_diag/{row['layer']}/{key}", row[key], exclude="stdout")
+        layers = {row["layer"]: row for row in rows}
+        for net, share in undecided_by_network(layers).items():
+            self.logger.record(f"xi/undecided_{net}", share)
 
     def _optimizers(self) -> list[th.optim.Optimizer]:
         optimizers = [self.actor.optimizer, self.critic.optimizer, self.policy.ofe_optimizer]
@@ -1079,6 +1167,8 @@ def _schedule_value(value: Any, name: str = "xi_start/xi_round") -> int | float:
 #: what files saved before these settings existed were trained with (regulariser and pred_loss:
 #: 0.1.0; nu_rl_reference: every file saved before it, which weighed nu against SB3's losses)
 LEGACY_SETTINGS: dict[str, Any] = {"regulariser": "autograd", "pred_loss": "mean", "nu_rl_reference": "sb3"}
+#: attributes that files saved before the theta diagnostics lack, and their values
+ADDED_STATE: dict[str, Any] = {"theta_diagnostics_freq": 5_000, "xi_record": {}, "theta_history": []}
 
 #: The reward scale of the OFENet code's SAC on the paper's four tasks (its get_default_scale_reward).
 OFENET_REWARD_SCALE = 5.0

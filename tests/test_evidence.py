@@ -1,0 +1,181 @@
+"""Evidence that can decide: scores of rounded networks only, per-layer theta diagnostics, reports."""
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_ofexi.common.complexity import mlp_paper_coefficients, theta_norm
+from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
+from sb3_ofexi.experiments import RunSpec, score_run, train_one
+from sb3_ofexi.report import build_report, load_runs, portable_record, tables
+from sb3_ofexi.sac_ofexi.sac_ofexi import NU_RL_FACTORS
+
+from .conftest import make_model
+
+SMALL_ENTRY = {"policy": "MlpPolicy", "learning_rate": 1e-3, "buffer_size": 5000, "batch_size": 32,
+               "learning_starts": 100, "n_timesteps": 1000}  # fmt: skip
+SMALL_OFE = {"ofe_layers": 2, "ofe_units": 8, "policy_kwargs": "dict(net_arch=[16, 16])", "ofe_pretrain_steps": 20}
+
+
+def _hyperparams(tmp_path):
+    folder = tmp_path / "hyperparams"
+    folder.mkdir()
+    entries = {
+        "sac_ofexi_prune_b": {**SMALL_ENTRY, **SMALL_OFE, "preset": "prune-b", "xi_start": 0.25, "xi_round": 0.8,
+                              "theta_lr": 0.01, "prune_freq": 100, "theta_diagnostics_freq": 200},
+        "sac": {**SMALL_ENTRY, "policy_kwargs": "dict(net_arch=[16, 16])"},
+    }  # fmt: skip
+    for stem, entry in entries.items():
+        (folder / f"{stem}.yml").write_text(yaml.safe_dump({"Pendulum-v1": entry}))
+    return folder
+
+
+class _RoundedAtEvaluation(BaseCallback):
+    """Called by EvalCallback after each evaluation: were the thetas rounded when it ran?"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rounded: dict[int, bool] = {}
+
+    def _on_step(self) -> bool:
+        self.rounded[self.num_timesteps] = bool(self.model._xi_rounded)
+        return True
+
+
+def test_evaluation_at_the_rounding_step_runs_before_rounding():
+    """SB3 evaluates in collect_rollouts, before the train() call that rounds: the evaluation at
+    exactly xi_round's env step scores the stochastic-gate network, the next one the rounded one."""
+    model = make_model(preset="prune-b", xi_start=200, xi_round=600, theta_diagnostics_freq=0)
+    recorder = _RoundedAtEvaluation()
+    evaluation = EvalCallback(make_vec_env("Pendulum-v1", n_envs=1, seed=1), eval_freq=200, n_eval_episodes=1,
+                              callback_after_eval=recorder, verbose=0)  # fmt: skip
+    model.learn(800, callback=evaluation)
+    assert recorder.rounded == {200: False, 400: False, 600: False, 800: True}
+
+
+def test_score_window_excludes_the_evaluation_at_the_rounding_step(tmp_path):
+    spec = dict(env_id="Pendulum-v1", seed=0, timesteps=1000, out_dir=str(tmp_path), eval_freq=200, eval_episodes=1,
+                hyperparams_dir=str(_hyperparams(tmp_path)), measure_speed=False)  # fmt: skip
+    prune = train_one(RunSpec(method="prune-b", **spec))
+    sac = train_one(RunSpec(method="sac", **spec))
+    assert prune["xi_record"]["rounded_from_step"] == 800  # 0.8 of 1,000
+    for summary in (prune, sac):  # the same window for every method of the same run length
+        assert summary["eval_timesteps"] == [200, 400, 600, 800, 1000]
+        assert summary["score_after"] == 800.0
+        assert summary["score_evals"] == 1
+        assert summary["score"] == summary["eval_returns"][-1] == summary["final_return"]
+    # a pre-rounding evaluation that was the best no longer counts
+    faked = {**prune, "eval_returns": [0.0, 0.0, 0.0, 100.0, -50.0]}
+    assert score_run(faked, spec["hyperparams_dir"])["score"] == -50.0
+    # the summary tells the diagnostics: rows for every layer, in the learning phase only
+    rows = prune["theta_history"]
+    assert rows and {r["timesteps"] for r in rows} == {400, 600}
+    assert {r["layer"] for r in rows} >= {"phi_o[0]", "phi_oa[1]", "actor[0]", "critic1[1]"}
+    undecided = prune["xi_record"]["before_rounding"]["undecided"]
+    assert set(undecided) == {"phi_o", "phi_oa", "actor", "critic"}
+    assert prune["history"][-1].keys() >= {"undecided_phi_o", "undecided_critic"}
+
+
+def test_summaries_from_before_the_fix_are_scored_again(tmp_path):
+    """A summary that was scored on the 0.8 T evaluation (rounded at 0.8 T) is re-scored when loaded."""
+    run = tmp_path / "prune-b" / "seed0"
+    run.mkdir(parents=True)
+    summary = {"method": "prune-b", "env_id": "Pendulum-v1", "seed": 0, "timesteps": 30000, "algo": "SAC_OFEXi",
+               "hyperparams": {"preset": "prune-b", "xi_round": 0.8}, "units": {"phi_o": [1]},
+               "eval_timesteps": [21000, 24000, 27000, 30000], "eval_returns": [1.0, 9.0, 2.0, 3.0],
+               "score": 9.0, "final_return": 3.0, "params": {"deploy": 1, "train": 2}, "history": [],
+               "wall_s": 1.0}  # fmt: skip
+    (run / "summary.json").write_text(json.dumps(summary))
+    (loaded,) = load_runs(tmp_path)["prune-b"]
+    assert loaded["score"] == 3.0 and loaded["score_after"] == 24000.0
+
+
+def test_regulariser_push_is_nu_times_the_paper_coefficient():
+    """In "paper" mode the push on each unit of a layer is nu * coef_l (eq. 32)."""
+    model = make_model(preset="prune-b", nu_actor=1e-2, regulariser="paper")
+    for gate in model._gates():
+        gate.theta.requires_grad_(True)
+    push = model._regulariser_push()
+    d_z_o = model.policy.feature_widths()[0]
+    norms = [theta_norm(g.theta.detach()) for g in model.actor.net.gates]
+    coefs = mlp_paper_coefficients(d_z_o, norms, model.actor.net.out_features)
+    nu = 1e-2 * NU_RL_FACTORS[model.nu_rl_reference]["actor"]
+    for i, coef in enumerate(coefs):
+        expected = th.full_like(push[f"actor[{i}]"], float(nu * coef))
+        th.testing.assert_close(push[f"actor[{i}]"], expected)
+    assert all(bool((p >= 0).all()) for p in push.values())  # the regulariser only ever pushes down
+
+
+def test_diagnostics_split_the_step_gradient_into_task_and_push():
+    """task_grad = the step's theta gradient minus the push: with nu = 0 the push is 0 and the task
+    gradient is the whole gradient; Adam's rate is a positive number of learning rates."""
+    model = make_model(preset="prune-b", nu_ofe=0.0, nu_actor=0.0, nu_critic=0.0, xi_start=150, xi_round=1.0,
+                       theta_diagnostics_freq=100)  # fmt: skip
+    model.learn(400)
+    rows = model.theta_history
+    assert {r["timesteps"] for r in rows} == {200, 300, 400}
+    for row in rows:
+        assert row["push"] == 0.0
+        assert row["task_grad"] > 0 and abs(row["task_grad_signed"]) <= row["task_grad"] + 1e-12
+        assert 0 < row["adam_rate"] < 2
+    # with nu > 0 the push is positive and the rows keep the same cadence
+    model = make_model(preset="prune-b", nu_actor=1e-2, xi_start=150, xi_round=1.0, theta_diagnostics_freq=100)
+    model.learn(300)
+    assert all(r["push"] > 0 for r in model.theta_history if r["layer"].startswith("actor"))
+
+
+def test_undecided_share_before_rounding():
+    model = make_model(preset="prune-b")
+    with th.no_grad():
+        for gate in model._gates():
+            gate.theta.fill_(1.0)
+        model.actor.net.gates[0].theta[:4] = th.tensor([0.05, 0.5, 0.95, 0.3])
+    stats = theta_stats(model._layer_gates(), model.theta_tol)
+    assert stats["actor[0]"]["alive"] == 15 and stats["actor[0]"]["undecided"] == pytest.approx(2 / 15)
+    model.round_thetas()
+    before = model.xi_record["before_rounding"]
+    assert before["undecided"]["actor"] == pytest.approx(2 / 31)
+    assert before["undecided"]["phi_o"] == 0.0
+    assert undecided_by_network(before["layers"]) == before["undecided"]
+
+
+def _summary(method, seed, score, final):
+    return {"method": method, "seed": seed, "score": score, "final_return": final,
+            "params": {"deploy": 10, "train": 20}}  # fmt: skip
+
+
+def test_tables_show_the_range_below_five_seeds_and_iqm_from_five():
+    runs = {"few": [_summary("few", s, 10.0 * s, -s) for s in range(3)],
+            "many": [_summary("many", s, 10.0 * s, -s) for s in range(5)]}  # fmt: skip
+    table3, _, numbers = tables(runs, {"deploy": 10, "train": 20})
+    few, many = (line for line in table3.splitlines() if line.startswith(("| few", "| many")))
+    assert "range 0.0 to 20.0" in few and "IQM" not in few and "0.0, 10.0, 20.0" in few
+    assert "IQM" in many and numbers["many"]["iqm"] is not None and numbers["few"]["iqm"] is None
+    assert numbers["few"]["final_returns"] == [0, -1, -2]
+
+
+def test_report_marks_the_schedule_and_lists_the_thetas_schedule(tmp_path):
+    hyperparams = _hyperparams(tmp_path)
+    spec = dict(env_id="Pendulum-v1", seed=0, timesteps=1000, out_dir=str(tmp_path / "runs"), eval_freq=200,
+                eval_episodes=1, hyperparams_dir=str(hyperparams), measure_speed=False)  # fmt: skip
+    train_one(RunSpec(method="prune-b", **spec))
+    text = build_report(tmp_path / "runs", str(hyperparams), smooth=5).read_text()
+    assert "## The thetas' schedule" in text and "strictly after env step 800" in text
+    assert (tmp_path / "runs" / "theta_diagnostics.png").exists()
+    row = next(line for line in text.splitlines() if line.startswith("| prune-b | 0 |"))
+    assert "250 to 800 | 550 | 20 | 0.01 |" in row and "phi_o" in row
+
+
+def test_published_records_hold_no_paths_of_the_machine():
+    record = {"out_dir": "/home/someone/runs/Hopper-v5", "hyperparams_dir": "/home/someone/hp", "seed": 0,
+              "traceback": 'File "/home/someone/.venv/lib/site-packages/torch/x.py", line 1\n'
+                           'File "/home/someone/repo/sb3_ofexi/experiments.py", line 2'}  # fmt: skip
+    portable = portable_record(record, "Hopper-v5")
+    assert "/home/someone" not in json.dumps(portable)
+    assert portable["out_dir"] == "Hopper-v5" and portable["hyperparams_dir"] == "hp"
+    assert np.isclose(portable["seed"], 0)
