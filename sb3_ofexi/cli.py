@@ -146,7 +146,7 @@ def _results(args: argparse.Namespace) -> int:
     if args.publish:
         copied = publish_runs(args.publish, args.dir)
         print(f"copied {len(copied)} result files from {args.publish} into {args.dir}")
-    path = build_results(args.dir, args.out, args.hyperparams, args.smooth)
+    path = build_results(args.dir, args.out, args.hyperparams, args.smooth, args.study)
     print(f"results page: {path}")
     return 0
 
@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="first copy the small result files (summary.json, evaluations.npz, speed.json, "
                               "failed.json; no models) of RUNS/ENV/METHOD/seedN into DIR")  # fmt: skip
     results.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (for the OFE baseline's counts)")
+    results.add_argument("--study", metavar="DIR",
+                         help="the long study's published folder (docs/study): it leads the page, with its "
+                              "pre-registered criterion, outcome and progress")  # fmt: skip
     results.add_argument("--smooth", type=int, default=1,
                          help="learning curves as an N-point moving mean (the paper's figures: 5; default 1: raw)")
     results.set_defaults(func=_results)

@@ -608,11 +608,111 @@ def _schedule_sentence(env_id: str, timesteps: int, hyperparams_dir: str | None)
             f"{timesteps:,} with learning_starts {starts:,})")
 
 
+def _task_block(task_dir: pathlib.Path, link: pathlib.Path, hyperparams_dir: str | None, smooth: int,
+                heading: str = "##") -> list[str]:  # fmt: skip
+    """One task folder's part of the results page: its scale, its report's tables, its figures."""
+    report_path = build_report(task_dir, hyperparams_dir, smooth)
+    runs = load_runs(task_dir, hyperparams_dir=hyperparams_dir)
+    env_id = next(iter(runs.values()))[0]["env_id"]
+    task = env_id.split("-")[0]
+    paper_steps = PAPER_STEPS.get(task, 1_000_000)
+    text = report_path.read_text()
+    body = text.split("## Score", 1)[1] if "## Score" in text else ""
+    body, _, _ = body.partition("![")
+    body = body.replace("\n## ", f"\n{heading}# ")
+    pngs = [line for line in text.splitlines() if line.startswith("![")]
+    rel = link / task_dir.name
+    first_run = next(iter(runs.values()))[0]
+    title = env_id if task_dir.name == env_id else f"{env_id} ({task_dir.name})"
+    return [
+        f"{heading} {title}",
+        "",
+        f"Scale: the paper trains {paper_steps:,} env steps on {task}-v2; these runs train the steps below "
+        "from the same starting sizes (the paper's networks and SAC settings, from `hyperparams/`). Schedules "
+        "given in env steps (xi_start) keep their place among the run's gradient steps"
+        f"{_schedule_sentence(env_id, first_run['timesteps'], hyperparams_dir)}. Full report: "
+        f"[{rel / 'report.md'}]({rel / 'report.md'}).",
+        "",
+        "| method | seeds | env steps per run | deploy params at start (k) | train params at start (k) | "
+        "learning_starts |",
+        "|---|---|---|---|---|---|",
+        *_scale_rows(runs),
+        "",
+        f"{heading}# Score" + body.rstrip(),
+        "",
+        *[png.replace("](", f"]({rel}/") for png in pngs],
+        "",
+    ]
+
+
+#: the study's pre-registered criterion (docs/study/PREREGISTRATION.md): prune-b against OFE
+STUDY_SCORE_SHARE = 0.95
+STUDY_DEPLOY_SHARE = 0.25
+STUDY_SEEDS = 3
+
+
+def study_verdict(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The pre-registered criterion, decided from the runs (or pending), and the collapse check."""
+    ofe, prune = runs.get("ofe", []), runs.get("prune-b", [])
+    seeds = {m: sorted(s["seed"] for s in g) for m, g in (("ofe", ofe), ("prune-b", prune))}
+    lines = [f"Runs finished: ofe seeds {seeds['ofe'] or 'none'}, prune-b seeds {seeds['prune-b'] or 'none'} "
+             f"(the criterion is decided on {STUDY_SEEDS} seeds of each)."]  # fmt: skip
+    if len(ofe) < STUDY_SEEDS or len(prune) < STUDY_SEEDS:
+        lines.append("**Outcome: pending** (the runs above are still queued or running; `bash scripts/study.sh "
+                     "status`).")  # fmt: skip
+    else:
+        score = float(np.mean([s["score"] for s in prune])) / float(np.mean([s["score"] for s in ofe]))
+        deploy = float(np.mean([s["params"]["deploy"] for s in prune])) / float(
+            np.mean([s["params"]["deploy"] for s in ofe]))  # fmt: skip
+        met = score >= STUDY_SCORE_SHARE and deploy <= STUDY_DEPLOY_SHARE
+        lines.append(f"**Outcome: {'supported' if met else 'not supported'}**: prune-b's mean score is "
+                     f"{100 * score:.0f}% of OFE's (criterion >= {100 * STUDY_SCORE_SHARE:.0f}%), its mean deploy "
+                     f"size {100 * deploy:.0f}% of OFE's (criterion <= {100 * STUDY_DEPLOY_SHARE:.0f}%).")  # fmt: skip
+    collapsed = []
+    ofe_mean = float(np.mean([s["score"] for s in ofe])) if ofe else None
+    for summary in prune:
+        initial = (summary.get("history") or [{}])[0]
+        for net in ("phi_o", "phi_oa", "actor", "critic"):
+            start, end = initial.get(f"units_{net}"), (summary.get("history") or [{}])[-1].get(f"units_{net}")
+            if start and end is not None and end < 0.05 * start:
+                collapsed.append(f"seed {summary['seed']}: {net} pruned to {end} of {start} units")
+        if ofe_mean is not None and ofe_mean > 0 and summary["score"] < 0.5 * ofe_mean:
+            collapsed.append(f"seed {summary['seed']}: score {summary['score']:.1f} < 50% of OFE's mean")
+    lines.append("Collapse check (a network pruned to < 5% of its units, or a score < 50% of OFE's): "
+                 + ("; ".join(collapsed) if collapsed else "none so far") + ".")  # fmt: skip
+    return lines
+
+
+def _study_section(study: pathlib.Path, out: pathlib.Path, hyperparams_dir: str | None, smooth: int) -> list[str]:
+    """The long study's part of the results page: its pre-registration, progress, outcome and runs."""
+    lines = []
+    prereg = study / "PREREGISTRATION.md"
+    if prereg.exists():
+        text = prereg.read_text().strip().replace("\n## ", "\n### ")
+        lines += ["#" + text if text.startswith("# ") else text, ""]  # its title becomes a section
+    main = study / "Hopper-v5"
+    if any(main.glob("*/seed*/summary.json")):
+        lines += ["### Outcome", "", *study_verdict(load_runs(main, hyperparams_dir=hyperparams_dir)), ""]
+    progress = study / "PROGRESS.md"
+    if progress.exists():
+        table = "\n".join(line for line in progress.read_text().splitlines() if not line.startswith("# "))
+        lines += ["### Progress", "", table.strip(), ""]
+    link = pathlib.Path(os.path.relpath(study, out.parent))
+    for task_dir in _task_dirs(study):
+        lines += _task_block(task_dir, link, hyperparams_dir, smooth, heading="###")
+    return lines
+
+
 def build_results(
-    root: str | pathlib.Path, out: str | pathlib.Path, hyperparams_dir: str | None = None, smooth: int = 1
+    root: str | pathlib.Path,
+    out: str | pathlib.Path,
+    hyperparams_dir: str | None = None,
+    smooth: int = 1,
+    study: str | pathlib.Path | None = None,
 ) -> pathlib.Path:
     """The results page: every task folder under ``root`` gets its report (:func:`build_report`),
-    and ``out`` collects their tables, scale and the paper's numbers on one page."""
+    and ``out`` collects their tables, scale and the paper's numbers on one page; ``study`` (the
+    long study's published folder, e.g. docs/study) leads the page when given."""
     root, out = pathlib.Path(root), pathlib.Path(out)
     tasks = _task_dirs(root)
     if not tasks:
@@ -620,15 +720,25 @@ def build_results(
     link = pathlib.Path(os.path.relpath(root, out.parent))
     first = json.loads(next(root.glob("*/*/seed*/summary.json")).read_text())
     envs = " ".join(sorted({d.name for d in tasks}))
+    command = f"sb3-ofexi results {root}" + (f" --study {study}" if study else "") + f" --out {out}"
+    command += f" --smooth {smooth}" if smooth > 1 else ""
     lines = [
         "# Results on MuJoCo",
         "",
-        "Generated by `sb3-ofexi results " + str(root) + " --out " + str(out) + "` from the run summaries "
-        f"committed under `{root}/` (summary.json, evaluations.npz and speed.json of every run; no models and "
-        "no replay buffers). What each count includes is stated in each task's report.",
+        f"Generated by `{command}` from the run summaries committed under `{root}/`"
+        + (f" and `{study}/`" if study else "") + " (summary.json, evaluations.npz and speed.json of every run; "
+        "no models and no replay buffers). What each count includes is stated in each task's report. Scores are "
+        "taken on what the user gets: the best deterministic evaluation strictly after prune-b rounds its thetas "
+        "(every method the same window), per seed.",
         "",
-        "How the runs were made (resumable: re-running continues where a sweep stopped; each task's runs go "
-        "seed by seed, every method of seed 0 first; the seeds that have finished are counted per method below):",
+    ]
+    if study:
+        lines += [*_study_section(pathlib.Path(study), out, hyperparams_dir, smooth)]
+    lines += [
+        f"## Short runs: {first['timesteps']:,} env steps",
+        "",
+        "How these runs were made (resumable: re-running continues where a sweep stopped; each task's runs go "
+        "seed by seed, every method of seed 0 first):",
         "",
         "```bash",
         f"ENVS=\"{envs}\" STEPS={first['timesteps']} EVAL_FREQ={first['eval_freq']} "
@@ -637,39 +747,13 @@ def build_results(
         f"sb3-ofexi results {root} --publish runs/results --out {out}",
         "```",
         "",
+        "At this scale (1.5-3% of the paper's budgets) the thetas learn for ~10-12k updates, too few to "
+        "decide (crossing [0, 1] at theta-lr 3e-4 takes >= 3.3k updates of a consistent push), and on Hopper "
+        "every method scores within seed noise of the others: these pages show the start of training, and "
+        "decide nothing about the method.",
+        "",
     ]
     for task_dir in tasks:
-        report_path = build_report(task_dir, hyperparams_dir, smooth)
-        runs = load_runs(task_dir, hyperparams_dir=hyperparams_dir)
-        env_id = next(iter(runs.values()))[0]["env_id"]
-        task = env_id.split("-")[0]
-        paper_steps = PAPER_STEPS.get(task, 1_000_000)
-        text = report_path.read_text()
-        body = text.split("## Score", 1)[1] if "## Score" in text else ""
-        body, _, _ = body.partition("![")
-        body = body.replace("\n## ", "\n### ")
-        pngs = [line for line in text.splitlines() if line.startswith("![")]
-        rel = link / task_dir.relative_to(root)
-        first_run = next(iter(runs.values()))[0]
-        lines += [
-            f"## {env_id}",
-            "",
-            f"Scale: the paper trains {paper_steps:,} env steps on {task}-v2; these runs train the steps below "
-            "from the same starting sizes (the paper's networks and SAC settings, from `hyperparams/`), so they "
-            "show the start of the paper's learning curves, not its final scores. Schedules given in env steps "
-            "(xi_start) keep their place among the run's gradient steps"
-            f"{_schedule_sentence(env_id, first_run['timesteps'], hyperparams_dir)}. Full report: "
-            f"[{rel / 'report.md'}]({rel / 'report.md'}).",
-            "",
-            "| method | seeds | env steps per run | deploy params at start (k) | train params at start (k) | "
-            "learning_starts |",
-            "|---|---|---|---|---|---|",
-            *_scale_rows(runs),
-            "",
-            "### Score" + body.rstrip(),
-            "",
-            *[png.replace("](", f"]({rel}/") for png in pngs],
-            "",
-        ]
+        lines += _task_block(task_dir, link, hyperparams_dir, smooth, heading="###")
     out.write_text("\n".join(lines))
     return out

@@ -3,7 +3,8 @@
 #
 #   bash scripts/study.sh            # start / resume in the background (JOBS runs at a time, niced, 1 core each)
 #   bash scripts/study.sh status     # runs done, running (env steps reached), queued; exit 0 once complete
-#   bash scripts/study.sh publish    # copy finished runs' small files + docs/study/PROGRESS.md into the repository
+#   bash scripts/study.sh publish    # finished runs' small files + docs/study/PROGRESS.md into the repository;
+#                                    # rebuilds docs/RESULTS.md (the study leads it)
 #   bash scripts/study.sh stop       # stop the workers and their runs (each resumes from its last checkpoint)
 #
 # Runs live in $STUDY_DIR (default ~/sb3-ofexi-study, outside the work tree): runs/GROUP/METHOD/seedN/ with the
@@ -154,7 +155,9 @@ case "${1:-start}" in
       echo "Finished runs' small files are in docs/study/GROUP/METHOD/seedN/; unfinished runs keep their"
       echo "checkpoints in \$STUDY_DIR (outside the repository) and resume from them."; echo
       status; } >"$repo/docs/study/PROGRESS.md"
-    echo "published into docs/study/"
+    (cd "$repo" && PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.cli results docs/results \
+      --study docs/study --out docs/RESULTS.md --smooth 5) || exit 1
+    echo "published into docs/study/ and docs/RESULTS.md"
     ;;
   *) echo "usage: bash scripts/study.sh [start|status|publish|stop]" >&2; exit 2 ;;
 esac
