@@ -78,6 +78,17 @@ def _fmt_theta(value: float) -> str:
     return "-" if value != value else f"{value:.2f}"  # nan: no units left
 
 
+def _score(run: dict[str, Any]) -> float:
+    """The best evaluation of the rounded networks (strictly after prune-b's rounding step), as
+    reports score today; the summaries of these runs (0.1.x) took the 0.8 T evaluation too."""
+    from sb3_ofexi.experiments import score_run
+
+    summary = {"env_id": run["env_id"], "timesteps": run["timesteps"], "algo": "SAC_OFEXi", "units": run["units"],
+               "hyperparams": {"preset": "prune-b", "xi_round": 0.8}, "eval_timesteps": run["eval_timesteps"],
+               "eval_returns": run["eval_returns"]}  # fmt: skip
+    return score_run(summary)["score"]
+
+
 def table(paths: list[pathlib.Path]) -> str:
     lines = [
         "| task | nu_rl_reference | xi_start | env step | eval return | mean theta phi_o / phi_oa / actor / critic "
@@ -102,7 +113,7 @@ def table(paths: list[pathlib.Path]) -> str:
     for run in runs:
         u = run["units"]
         layers = f"phi_o {u['phi_o']}, phi_oa {u['phi_oa']}, actor {u['actor']}, critics {u['critic']}"
-        score = f"{run['score']:.1f}" if run.get("finished") else "-"
+        score = f"{_score(run):.1f}" if run.get("finished") else "-"
         lines.append(f"| {run['env_id']} | {run['nu_rl_reference']} | {run['xi_start']:,} | {run['timesteps']:,} | "
                      f"{'yes' if run.get('finished') else 'no (checkpoint)'} | {score} | {layers} | "
                      f"{run['thetas']['actor']} / {run['thetas']['critic']} |")  # fmt: skip
