@@ -55,13 +55,15 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(1)
 
-    # Prune-B's regularisers at a CPU-friendly starting size (as hyperparams/sac_ofexi_prune_b.yml's
-    # Pendulum-v1 entry); short runs need a larger theta learning rate than the paper's 3e-4
-    # (see README, "Short runs").
+    # Prune-B at a CPU-friendly starting size, as hyperparams/sac_ofexi_prune_b.yml's Pendulum-v1
+    # entry: short runs need a larger theta learning rate than the paper's 3e-4, and on Pendulum
+    # the OFENet's thetas get no task signal above their noise, so nu_OFE is lowered to keep it
+    # from being pruned away (README, "Short runs"; docs/CALIBRATION.md, "The demo's entry").
     model = SAC_OFEXi(
-        "MlpPolicy", args.env, preset="prune-b", ofe_layers=4, ofe_units=32,
+        "MlpPolicy", args.env, preset="prune-b", ofe_layers=4, ofe_units=32, nu_ofe=2e-9,
         policy_kwargs=dict(net_arch=[128, 128]), learning_rate=1e-3, buffer_size=100_000,
-        theta_lr=3e-3, learning_starts=1000, prune_freq=250, seed=args.seed, device="cpu",
+        theta_lr=1e-2, learning_starts=1000, prune_freq=250, theta_diagnostics_freq=1000,
+        seed=args.seed, device="cpu",
     )  # fmt: skip
     describe(model, f"SAC_OFEXi (prune-b) on {args.env}, before learn()")
     rate = StepRate()
@@ -73,6 +75,9 @@ def main() -> None:
     print(f"  theta schedule: phase '{model.xi_phase}' (frozen until {model.xi_start:.0%}, "
           f"rounded at {model.xi_round:.0%} of the budget); mean theta when last logged: "
           + ", ".join(f"{k.split('_')[-1]} {v:.2f}" for k, v in logged.items() if k.startswith("train/theta_mean")))
+    before = model.xi_record.get("before_rounding", {}).get("undecided", {})
+    print("  undecided thetas just before rounding (alive, below 0.9): "
+          + ", ".join(f"{net} {100 * share:.0f}%" for net, share in before.items()))
     mean, std = evaluate_policy(model, model.get_env(), n_eval_episodes=10, deterministic=True)
     print(f"  evaluation return (10 episodes, deterministic): {mean:.1f} +/- {std:.1f}")
     print("  env-steps/s per 500-step window (deploy params at the window's end):")

@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 
 from sb3_ofexi.common.diagnostics import network_of
-from sb3_ofexi.experiments import METHODS, load_hyperparams, rounding_step, schedule_point, score_run
+from sb3_ofexi.experiments import (
+    METHODS,
+    load_hyperparams,
+    rounding_step,
+    schedule_point,
+    score_run,
+)
 from sb3_ofexi.measure import run_speed
 
 #: The paper's Tables 3 and 4 (its MuJoCo v2 tasks): score, dR, tR, deploy / train params in thousands
@@ -122,8 +128,8 @@ def tables(runs: dict[str, list[dict[str, Any]]], baseline: dict[str, int] | Non
     finals = {m: np.array([s["final_return"] for s in group]) for m, group in runs.items()}
     iqm = _iqm_with_ci(scores)
     numbers: dict[str, Any] = {}
-    table3 = [f"| method | seeds | score per seed | mean | IQM [95% CI] ({MIN_SEEDS_IQM}+ seeds) or range | "
-              "final return per seed | dR | tR | tR (paper conv.) |",
+    table3 = [(f"| method | seeds | score per seed | mean | IQM [95% CI] ({MIN_SEEDS_IQM}+ seeds) or range | "
+              "final return per seed | dR | tR | tR (paper conv.) |"),
               "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     table4 = ["| method | deploy params (k) | train params (k) | train params, paper conv. (k) |", "|---|---|---|---|"]
     for method, group in runs.items():
@@ -180,12 +186,12 @@ def schedule_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     if not rows:
         return []
     return ["## The thetas' schedule", "",
-            "Per run with gates: env steps in which the thetas learned, the gradient updates that took (Adam moves "
+            ("Per run with gates: env steps in which the thetas learned, the gradient updates that took (Adam moves "
             "a theta by about one learning rate per update at most, so crossing [0, 1] takes >= 1/theta-lr "
             "updates of a consistent push), the OFE pre-training updates, the theta learning rate, and the share "
-            "of alive thetas (>= theta_tol) still undecided (below 0.9) just before rounding, per network.", "",
-            "| method | seed | thetas learn (env steps) | θ-learning updates | OFE pre-training updates | θ-lr | "
-            "undecided before rounding |", "|---|---|---|---|---|---|---|", *rows, ""]  # fmt: skip
+            "of alive thetas (>= theta_tol) still undecided (below 0.9) just before rounding, per network."), "",
+            ("| method | seed | thetas learn (env steps) | θ-learning updates | OFE pre-training updates | θ-lr | "
+            "undecided before rounding |"), "|---|---|---|---|---|---|---|", *rows, ""]  # fmt: skip
 
 
 def _schedule_from_settings(summary: dict[str, Any]) -> dict[str, Any]:
@@ -255,10 +261,10 @@ def paper_section(env_id: str, methods: list[str]) -> list[str]:
     return [
         f"## The paper's numbers for {task} (Tables 3 and 4)",
         "",
-        f"From Guenter & Sideris (arXiv 2507.11975), on {task}-v2 (MuJoCo v2; ours run {env_id}), "
+        (f"From Guenter & Sideris (arXiv 2507.11975), on {task}-v2 (MuJoCo v2; ours run {env_id}), "
         f"{'2M' if task == 'HalfCheetah' else '1M'} env steps at the paper's network sizes, one score per "
         "method (the paper does not give its number of seeds). Train counts follow the paper's convention "
-        "(with a V network, without f_pred). ≈: not legible in the paper's Table 3, derived from its Table 4.",
+        "(with a V network, without f_pred). ≈: not legible in the paper's Table 3, derived from its Table 4."),
         "",
         "| method (paper) | score | dR | tR | deploy params (k) | train params (k) |",
         "|---|---|---|---|---|---|",
@@ -420,7 +426,7 @@ def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict
     lines = [
         "## What the savings buy (cost at the final size)",
         "",
-        "Parameters kept (k): OFEXiNet methods remove whole units, so their matrices shrink; the masked peers "
+        ("Parameters kept (k): OFEXiNet methods remove whole units, so their matrices shrink; the masked peers "
         "(polyprune, eaudesac) hold their pruned weights at zero in matrices of unchanged shape, so their counts "
         "fall without any change in the arithmetic of a dense kernel. Latency: the deterministic policy exported "
         "to ONNX by one exporter for all methods, onnxruntime on 1 thread, batch 1, median over seeds. Step: "
@@ -428,10 +434,10 @@ def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict
         "Wall time: the run's training time summed over its sittings (a stopped process's paused time included), "
         "median over seeds, so one interrupted seed does not move it. "
         f"Measured: {'; '.join(sorted(sources)) or 'not measured'}. Timings compare methods within this "
-        "report only.",
+        "report only."),
         "",
-        "| method | deploy nonzero (k) | train nonzero (k) | critic sparsity | deploy latency (µs) | "
-        "train step (ms) | wall time per run (s) |",
+        ("| method | deploy nonzero (k) | train nonzero (k) | critic sparsity | deploy latency (µs) | "
+        "train step (ms) | wall time per run (s) |"),
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
@@ -469,8 +475,8 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
     runs = load_runs(out, allow_empty=bool(failures), hyperparams_dir=hyperparams_dir)
     failed_lines = []
     if failures:
-        failed_lines = ["## Failed runs", "", "Each has its traceback in METHOD/seedN/failed.json; re-running the "
-                        "same command retries them (from their last checkpoint).", "",
+        failed_lines = ["## Failed runs", "", ("Each has its traceback in METHOD/seedN/failed.json; re-running the "
+                        "same command retries them (from their last checkpoint)."), "",
                         "| method | seed | error |", "|---|---|---|",
                         *[f"| {f['method']} | {f['seed']} | {f['error'].splitlines()[0][:200]} |" for f in failures],
                         ""]  # fmt: skip
@@ -489,26 +495,26 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
     lines = [
         f"# {env_id}: SAC_OFEXi comparison",
         "",
-        f"{first['timesteps']:,} env steps per run; evaluation every {first['eval_timesteps'][0]:,} steps, "
+        (f"{first['timesteps']:,} env steps per run; evaluation every {first['eval_timesteps'][0]:,} steps, "
         f"{first['eval_episodes']} deterministic episodes on a separately seeded env. Score: the best evaluation "
         f"strictly after env step {first['score_after']:,.0f}, where prune-b rounds its thetas in a run of this "
         "length (an evaluation at exactly that step runs before the rounding), the same window for every "
         f"method ({first['score_evals']} evaluations): what the user gets, the rounded network (the paper, Table 3, "
         "scores the last 20%, by which its thetas are 0 or 1). Final return: the last evaluation. IQM with a 95% "
         f"bootstrap CI from {MIN_SEEDS_IQM} seeds up; below that, per-seed values and their range. dR / tR: "
-        "deploy / train parameters relative to OFE on this env.",
+        "deploy / train parameters relative to OFE on this env."),
         "",
-        "What each count includes (weights and biases; BatchNorm scale and shift; the DenseNets' diagonal V; "
-        "never the thetas, BatchNorm running statistics or the critic targets):",
+        ("What each count includes (weights and biases; BatchNorm scale and shift; the DenseNets' diagonal V; "
+        "never the thetas, BatchNorm running statistics or the critic targets):"),
         "",
         "* deploy = phi_o + actor (stock SAC: actor), as Table 1's deployment column;",
         "* train = phi_o + phi_oa + f_pred + actor + both critics (stock SAC: actor + critics);",
-        "* polyprune / eaudesac: the same, without their masked (zero) weights; eaudesac's train count holds "
-        "its whole population of online critics;",
-        "* train, paper convention = train without f_pred, plus the V network of the paper's SAC (on the actor's "
+        ("* polyprune / eaudesac: the same, without their masked (zero) weights; eaudesac's train count holds "
+        "its whole population of online critics;"),
+        ("* train, paper convention = train without f_pred, plus the V network of the paper's SAC (on the actor's "
         "input, with the first critic's hidden widths), which SB3's SAC does not have. With it our OFE / SAC / "
         "SAC-Big counts match Table 4 to 0.3%; OFE-Big's Table 4 count seems to include f_pred "
-        "(docs/COMPLEXITY.md, `python -m benchmarks.paper_counts`).",
+        "(docs/COMPLEXITY.md, `python -m benchmarks.paper_counts`)."),
         "",
         *failed_lines,
         "## Score, dR and tR (Table 3)",
@@ -627,14 +633,14 @@ def _task_block(task_dir: pathlib.Path, link: pathlib.Path, hyperparams_dir: str
     return [
         f"{heading} {title}",
         "",
-        f"Scale: the paper trains {paper_steps:,} env steps on {task}-v2; these runs train the steps below "
+        (f"Scale: the paper trains {paper_steps:,} env steps on {task}-v2; these runs train the steps below "
         "from the same starting sizes (the paper's networks and SAC settings, from `hyperparams/`). Schedules "
         "given in env steps (xi_start) keep their place among the run's gradient steps"
         f"{_schedule_sentence(env_id, first_run['timesteps'], hyperparams_dir)}. Full report: "
-        f"[{rel / 'report.md'}]({rel / 'report.md'}).",
+        f"[{rel / 'report.md'}]({rel / 'report.md'})."),
         "",
-        "| method | seeds | env steps per run | deploy params at start (k) | train params at start (k) | "
-        "learning_starts |",
+        ("| method | seeds | env steps per run | deploy params at start (k) | train params at start (k) | "
+        "learning_starts |"),
         "|---|---|---|---|---|---|",
         *_scale_rows(runs),
         "",
@@ -655,8 +661,8 @@ def study_verdict(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The pre-registered criterion, decided from the runs (or pending), and the collapse check."""
     ofe, prune = runs.get("ofe", []), runs.get("prune-b", [])
     seeds = {m: sorted(s["seed"] for s in g) for m, g in (("ofe", ofe), ("prune-b", prune))}
-    lines = [f"Runs finished: ofe seeds {seeds['ofe'] or 'none'}, prune-b seeds {seeds['prune-b'] or 'none'} "
-             f"(the criterion is decided on {STUDY_SEEDS} seeds of each)."]  # fmt: skip
+    lines = [(f"Runs finished: ofe seeds {seeds['ofe'] or 'none'}, prune-b seeds {seeds['prune-b'] or 'none'} "
+             f"(the criterion is decided on {STUDY_SEEDS} seeds of each).")]  # fmt: skip
     if len(ofe) < STUDY_SEEDS or len(prune) < STUDY_SEEDS:
         lines.append("**Outcome: pending** (the runs above are still queued or running; `bash scripts/study.sh "
                      "status`).")  # fmt: skip
@@ -737,20 +743,20 @@ def build_results(
     lines += [
         f"## Short runs: {first['timesteps']:,} env steps",
         "",
-        "How these runs were made (resumable: re-running continues where a sweep stopped; each task's runs go "
-        "seed by seed, every method of seed 0 first):",
+        ("How these runs were made (resumable: re-running continues where a sweep stopped; each task's runs go "
+        "seed by seed, every method of seed 0 first):"),
         "",
         "```bash",
-        f"ENVS=\"{envs}\" STEPS={first['timesteps']} EVAL_FREQ={first['eval_freq']} "
-        f"EVAL_EPISODES={first['eval_episodes']} bash scripts/results.sh   # one copy per task to use a core each",
+        (f"ENVS=\"{envs}\" STEPS={first['timesteps']} EVAL_FREQ={first['eval_freq']} "
+        f"EVAL_EPISODES={first['eval_episodes']} bash scripts/results.sh   # one copy per task to use a core each"),
         "sb3-ofexi measure runs/results/ENV       # re-time every finished run in one quiet sitting (speed.json)",
         f"sb3-ofexi results {root} --publish runs/results --out {out}",
         "```",
         "",
-        "At this scale (1.5-3% of the paper's budgets) the thetas learn for ~10-12k updates, too few to "
+        ("At this scale (1.5-3% of the paper's budgets) the thetas learn for ~10-12k updates, too few to "
         "decide (crossing [0, 1] at theta-lr 3e-4 takes >= 3.3k updates of a consistent push), and on Hopper "
         "every method scores within seed noise of the others: these pages show the start of training, and "
-        "decide nothing about the method.",
+        "decide nothing about the method."),
         "",
     ]
     for task_dir in tasks:

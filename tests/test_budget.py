@@ -14,7 +14,7 @@ from sb3_ofexi import SAC_OFEXi
 from sb3_ofexi.common.budget import M_MAX, dual_update, fit_to_budget, target_size
 from tests.conftest import make_model, make_policy
 
-# the small Pendulum entry's theta settings (hyperparams/sac_ofexi_prune_b.yml), on the test-sized nets
+# the small Pendulum budget entry's theta settings (hyperparams/sac_ofexi_budget.yml), on the test-sized nets
 SHORT = dict(preset="prune-b", theta_lr=0.003, prune_freq=250, learning_starts=100)
 STEPS = 700
 

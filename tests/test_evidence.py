@@ -59,8 +59,8 @@ def test_evaluation_at_the_rounding_step_runs_before_rounding():
 
 
 def test_score_window_excludes_the_evaluation_at_the_rounding_step(tmp_path):
-    spec = dict(env_id="Pendulum-v1", seed=0, timesteps=1000, out_dir=str(tmp_path), eval_freq=200, eval_episodes=1,
-                hyperparams_dir=str(_hyperparams(tmp_path)), measure_speed=False)  # fmt: skip
+    spec = {"env_id": "Pendulum-v1", "seed": 0, "timesteps": 1000, "out_dir": str(tmp_path), "eval_freq": 200,
+            "eval_episodes": 1, "hyperparams_dir": str(_hyperparams(tmp_path)), "measure_speed": False}
     prune = train_one(RunSpec(method="prune-b", **spec))
     sac = train_one(RunSpec(method="sac", **spec))
     assert prune["xi_record"]["rounded_from_step"] == 800  # 0.8 of 1,000
@@ -161,8 +161,8 @@ def test_tables_show_the_range_below_five_seeds_and_iqm_from_five():
 
 def test_report_marks_the_schedule_and_lists_the_thetas_schedule(tmp_path):
     hyperparams = _hyperparams(tmp_path)
-    spec = dict(env_id="Pendulum-v1", seed=0, timesteps=1000, out_dir=str(tmp_path / "runs"), eval_freq=200,
-                eval_episodes=1, hyperparams_dir=str(hyperparams), measure_speed=False)  # fmt: skip
+    spec = {"env_id": "Pendulum-v1", "seed": 0, "timesteps": 1000, "out_dir": str(tmp_path / "runs"), "eval_freq": 200,
+            "eval_episodes": 1, "hyperparams_dir": str(hyperparams), "measure_speed": False}
     train_one(RunSpec(method="prune-b", **spec))
     text = build_report(tmp_path / "runs", str(hyperparams), smooth=5).read_text()
     assert "## The thetas' schedule" in text and "strictly after env step 800" in text
