@@ -14,7 +14,7 @@
 # the package never changes a running run. New runs take the HEAD of the day they start (committed code only).
 # The Python environment ($STUDY_DIR/venv) holds the dependencies; the package comes from the run's clone.
 set -u
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=${SB3_OFEXI_STUDY_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 STUDY_DIR=${STUDY_DIR:-$HOME/sb3-ofexi-study}
 JOBS=${JOBS:-2}
 NICE=${NICE:-10}
@@ -46,6 +46,10 @@ Hopper-v5-1M Hopper-v5 prune-b 0 1000000
 "
 
 queue() { grep -v '^[[:space:]]*$' <<<"$QUEUE"; }
+
+finished() {  # GROUP METHOD SEED: finished here, or published from an earlier machine (docs/study)
+  [ -f "$runs/$1/$2/seed$3/summary.json" ] || [ -f "$repo/docs/study/$1/$2/seed$3/summary.json" ]
+}
 
 source_of() {  # the clone of commit $1, made once
   local commit=$1 src=$STUDY_DIR/src/$1
@@ -88,12 +92,12 @@ worker() {  # takes the first run that is neither finished nor held by another w
     local picked=""
     while read -r group env method seed steps extra; do
       local dir=$runs/$group/$method/seed$seed key="$group/$method/seed$seed"
-      [ -f "$dir/summary.json" ] && continue
+      finished "$group" "$method" "$seed" && continue
       case "$failed" in *" $key "*) continue ;; esac  # failed in this sitting: not again until the next
       mkdir -p "$runs/.locks"
       exec 9>"$runs/.locks/${key//\//_}"
       if ! flock -n 9; then exec 9>&-; continue; fi
-      if [ -f "$dir/summary.json" ]; then exec 9>&-; continue; fi
+      if finished "$group" "$method" "$seed"; then exec 9>&-; continue; fi
       picked=$key
       # shellcheck disable=SC2086  # extra holds KEY=VALUE words
       run_one "$group" "$env" "$method" "$seed" "$steps" $extra || { failed="$failed$key "; echo "!!! $key failed: $dir/log.txt"; }
@@ -110,9 +114,12 @@ status() {  # one line a run; returns 0 when every run has finished
   while read -r group env method seed steps extra; do
     local dir=$runs/$group/$method/seed$seed commit="" state steps_done="" note=""
     [ -f "$dir/study_commit" ] && commit=$(cut -c1-7 "$dir/study_commit")
-    if [ -f "$dir/summary.json" ]; then
+    if finished "$group" "$method" "$seed"; then
+      local summary=$dir/summary.json
+      [ -f "$summary" ] || summary=$repo/docs/study/$group/$method/seed$seed/summary.json
+      [ -n "$commit" ] || commit=$(cut -c1-7 "$(dirname "$summary")/study_commit" 2>/dev/null)
       state=done; steps_done=$steps
-      note=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"final eval {s['final_return']:.1f}, {s['wall_s']/3600:.1f} h\")" "$dir/summary.json")
+      note=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"final eval {s['final_return']:.1f}, {s['wall_s']/3600:.1f} h\")" "$summary")
     elif [ -f "$dir/progress.json" ]; then
       left=$((left + 1))
       state=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$dir/progress.json")
@@ -134,12 +141,15 @@ case "${1:-start}" in
     if pgrep -f "study.sh worker" >/dev/null; then echo "the study is running already: bash scripts/study.sh status"; exit 0; fi
     src=$(source_of "$(git -C "$repo" rev-parse HEAD)") || exit 1
     make_venv "$src" || { echo "could not create $STUDY_DIR/venv" >&2; exit 1; }
+    # the workers run a copy of this script: bash reads a script as it goes, so editing the
+    # repository's copy must not change what a running worker executes
+    cp "$0" "$STUDY_DIR/study.sh"
     for i in $(seq "$JOBS"); do
-      nohup bash "$0" worker "$i" >>"$STUDY_DIR/worker$i.log" 2>&1 &
+      SB3_OFEXI_STUDY_REPO=$repo nohup bash "$STUDY_DIR/study.sh" worker "$i" >>"$STUDY_DIR/worker$i.log" 2>&1 &
     done
     echo "study started: $JOBS workers, runs in $runs; 'bash scripts/study.sh status' tells how far"
     ;;
-  worker) worker ;;
+  worker) worker; exit 0 ;;
   status) status ;;
   stop) pkill -f "study.sh worker"; pkill -f "sb3_ofexi.cli train .*--out $runs" ; echo stopped ;;
   publish)
