@@ -384,10 +384,9 @@ def rounding_step(summary: dict[str, Any]) -> float | None:
     record = summary.get("xi_record") or {}
     if "rounded_from_step" in record:
         return float(record["rounded_from_step"])
-    hyperparams = summary.get("hyperparams") or {}
-    if summary.get("algo") != "SAC_OFEXi" or not summary.get("units") or not _uses_gates(summary):
+    if not uses_gates(summary):
         return None
-    point = hyperparams.get("xi_round", 0.8)  # SAC_OFEXi's default
+    point = (summary.get("hyperparams") or {}).get("xi_round", 0.8)  # SAC_OFEXi's default
     if isinstance(point, bool) or not isinstance(point, (int, float)):
         return None
     if isinstance(point, float):  # a fraction of the run (1.0: never rounded)
@@ -395,8 +394,10 @@ def rounding_step(summary: dict[str, Any]) -> float | None:
     return float(point)
 
 
-def _uses_gates(summary: dict[str, Any]) -> bool:
-    """Whether a SAC_OFEXi run had its gates on (the OFE baselines have not)."""
+def uses_gates(summary: dict[str, Any]) -> bool:
+    """Whether a run was SAC_OFEXi with its gates on (the OFE baselines are not)."""
+    if summary.get("algo") != "SAC_OFEXi" or not summary.get("units"):
+        return False
     hyperparams = summary.get("hyperparams") or {}
     if "use_xi" in hyperparams:
         return bool(hyperparams["use_xi"])

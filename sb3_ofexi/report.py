@@ -16,6 +16,7 @@ from sb3_ofexi.experiments import (
     rounding_step,
     schedule_point,
     score_run,
+    uses_gates,
 )
 from sb3_ofexi.measure import run_speed
 
@@ -167,11 +168,9 @@ def schedule_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     rows = []
     for method, group in runs.items():
         for summary in group:
-            if summary.get("algo") != "SAC_OFEXi" or not summary.get("history") or "theta_phi_o" not in summary["history"][0]:
+            if not uses_gates(summary):
                 continue
             hyperparams = summary.get("hyperparams") or {}
-            if str(hyperparams.get("preset", "prune-b")) in ("ofe", "ofe-big"):
-                continue
             record = summary.get("xi_record") or _schedule_from_settings(summary)
             learning = ("n/a" if "learning_from_update" not in record or "rounded_from_update" not in record
                         else f"{record['rounded_from_update'] - record['learning_from_update']:,.0f}")  # fmt: skip
@@ -218,7 +217,7 @@ def _schedule_marks(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
         for summary in group:
             record = summary.get("xi_record") or {}
             hyperparams = summary.get("hyperparams") or {}
-            if summary.get("algo") != "SAC_OFEXi" or str(hyperparams.get("preset", "prune-b")) in ("ofe", "ofe-big"):
+            if not uses_gates(summary):
                 continue
             marks = {}
             for key, name in (("xi_start", "learning"), ("xi_round", "rounded")):

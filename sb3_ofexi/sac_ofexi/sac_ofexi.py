@@ -524,8 +524,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
             self.round_thetas()
         phase = "rounded" if self._xi_rounded else ("learning" if self._reached(self.xi_start) else "frozen")
         if phase != self.policy.xi_phase_applied:
-            self.xi_record.setdefault(f"{phase}_from_update", self._n_updates)
-            self.xi_record.setdefault(f"{phase}_from_step", self.num_timesteps)
+            if phase != "frozen":  # when the thetas started learning, and when they were rounded
+                self.xi_record.setdefault(f"{phase}_from_update", self._n_updates)
+                self.xi_record.setdefault(f"{phase}_from_step", self.num_timesteps)
             for gate in self._gates():
                 gate.theta.requires_grad_(phase == "learning")
             if phase == "rounded":
