@@ -44,3 +44,13 @@ def test_gsde_learns_prunes_saves_loads_and_exports(tmp_path, full_std):
 def test_gsde_with_a_forced_compiled_step_is_refused():
     with pytest.raises(ValueError, match="compile_step=True with use_sde"):
         make_model(use_sde=True, compile_step=True)
+
+
+def test_get_std_as_sb3s_actor():
+    """gSDE users call SB3's ``model.actor.get_std()``: the std over the last hidden layer, exp(log_std)."""
+    model = make_model(use_sde=True, policy_kwargs=dict(net_arch=[16, 16], log_std_init=-1.0))
+    std = model.actor.get_std()
+    assert std.shape == model.actor.log_std.shape
+    th.testing.assert_close(std, th.exp(model.actor.log_std.detach()))
+    with pytest.raises(RuntimeError, match="use_sde=True"):
+        make_model().actor.get_std()

@@ -177,6 +177,15 @@ class XiActor(nn.Module):
         mean, log_std, kwargs = self.get_action_dist_params(z_o)
         return self.action_dist.log_prob_from_params(mean, log_std, **kwargs)
 
+    def get_std(self) -> th.Tensor:
+        """gSDE's standard deviation over the last hidden layer, as SB3's ``Actor.get_std``."""
+        if not self.use_sde:
+            raise RuntimeError("get_std() is only available with gSDE: SAC_OFEXi(..., use_sde=True)")
+        return self.action_dist.get_std(self.log_std)  # type: ignore[union-attr]
+
+    def _predict(self, z_o: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        return self(z_o, deterministic)
+
     def reset_noise(self, batch_size: int = 1) -> None:
         """Resample gSDE's exploration matrices (a no-op without gSDE)."""
         if self.use_sde:
