@@ -4,7 +4,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo test clean
+.PHONY: venv demo lint test clean
 
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ venv: $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 demo: venv
 	$(VENV)/bin/sb3-ofexi compare --env Pendulum-v1 --methods sac,ofe,prune-b --seeds 3 --jobs 2 --eval-episodes 5 --out $(DEMO_OUT)
+
+# ruff: lint and format (pyproject.toml); `ruff format .` and `ruff check --fix .` repair most of it
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: venv
 	$(PY) -m pytest -q tests

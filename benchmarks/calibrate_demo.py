@@ -42,11 +42,16 @@ def check(summary: dict, collapse: float) -> dict:
     before, after = returns[steps <= rounded][-3:], returns[steps > rounded]
     drop = float(before.mean() - after.mean()) if len(before) and len(after) else float("nan")
     return {
-        "seed": summary["seed"], "undecided": undecided, "units": units, "score": summary["score"],
-        "final": summary["final_return"], "before": float(before.mean()), "after": float(after.mean()),
+        "seed": summary["seed"],
+        "undecided": undecided,
+        "units": units,
+        "score": summary["score"],
+        "final": summary["final_return"],
+        "before": float(before.mean()),
+        "after": float(after.mean()),
         "decided": max(undecided.values()) <= MAX_UNDECIDED,
         "collapsed": drop > collapse or any(e < MIN_UNITS_SHARE * s for e, s in units.values()),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -62,28 +67,48 @@ def main() -> None:
     parser.add_argument("--collapse", type=float, default=100.0, help="largest allowed fall of the mean return")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    specs = [RunSpec(args.method, args.env, seed, args.timesteps, args.out, eval_episodes=args.eval_episodes,
-                     hyperparams_dir=args.hyperparams, overrides=dict(args.set), measure_speed=False, threads=1)
-             for seed in range(args.seeds)]  # fmt: skip
+    specs = [
+        RunSpec(
+            args.method,
+            args.env,
+            seed,
+            args.timesteps,
+            args.out,
+            eval_episodes=args.eval_episodes,
+            hyperparams_dir=args.hyperparams,
+            overrides=dict(args.set),
+            measure_speed=False,
+            threads=1,
+        )
+        for seed in range(args.seeds)
+    ]
     results = run_sweep(specs, jobs=args.jobs)
     failed = [r for r in results if r.get("status") != "done"]
     if failed:
         raise SystemExit(f"{len(failed)} run(s) failed: see failed.json under {args.out}")
     rows = [check(json.loads((spec.run_dir / "summary.json").read_text()), args.collapse) for spec in specs]
-    print(f"{args.env} {args.method} {args.timesteps:,} steps, overrides {dict(args.set)}; undecided: alive thetas "
-          f"in [theta_tol, {DECIDED_ON}) just before rounding")  # fmt: skip
-    print("| seed | undecided phi_o / phi_oa / actor / critic | units left (of start) | mean eval before -> after "
-          "rounding | score | final | decided | collapse |")  # fmt: skip
+    print(
+        f"{args.env} {args.method} {args.timesteps:,} steps, overrides {dict(args.set)}; undecided: alive thetas "
+        f"in [theta_tol, {DECIDED_ON}) just before rounding"
+    )
+    print(
+        "| seed | undecided phi_o / phi_oa / actor / critic | units left (of start) | mean eval before -> after "
+        "rounding | score | final | decided | collapse |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         undecided = " / ".join(f"{100 * row['undecided'][net]:.0f}%" for net in NETS)
         units = ", ".join(f"{net} {e}/{s}" for net, (e, s) in row["units"].items())
-        print(f"| {row['seed']} | {undecided} | {units} | {row['before']:.1f} -> {row['after']:.1f} | "
-              f"{row['score']:.1f} | {row['final']:.1f} | {'yes' if row['decided'] else 'no'} | "
-              f"{'yes' if row['collapsed'] else 'no'} |")  # fmt: skip
+        print(
+            f"| {row['seed']} | {undecided} | {units} | {row['before']:.1f} -> {row['after']:.1f} | "
+            f"{row['score']:.1f} | {row['final']:.1f} | {'yes' if row['decided'] else 'no'} | "
+            f"{'yes' if row['collapsed'] else 'no'} |"
+        )
     ok = all(r["decided"] and not r["collapsed"] for r in rows)
-    print(f"criterion {'met' if ok else 'NOT met'}: every network <= {100 * MAX_UNDECIDED:.0f}% undecided in "
-          f"every seed, no collapse after rounding")  # fmt: skip
+    print(
+        f"criterion {'met' if ok else 'NOT met'}: every network <= {100 * MAX_UNDECIDED:.0f}% undecided in "
+        f"every seed, no collapse after rounding"
+    )
 
 
 if __name__ == "__main__":

@@ -87,11 +87,20 @@ def collect(out: pathlib.Path, sac_steps: int, random_steps: int, seed: int) -> 
     actions = np.concatenate([actions, np.array(more_a, dtype=np.float32)])
     next_obs = np.concatenate([next_obs, np.array(more_n, dtype=np.float32)])
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, observations=obs, actions=actions, next_observations=next_obs,
-                        sac_steps=sac_steps, random_steps=random_steps, seed=seed)  # fmt: skip
+    np.savez_compressed(
+        tmp,
+        observations=obs,
+        actions=actions,
+        next_observations=next_obs,
+        sac_steps=sac_steps,
+        random_steps=random_steps,
+        seed=seed,
+    )
     os.replace(tmp, path)
-    print(f"wrote {path}: {len(obs)} transitions ({sac_steps} SAC incl. 10k random warm-up + {random_steps} random), "
-          f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+    print(
+        f"wrote {path}: {len(obs)} transitions ({sac_steps} SAC incl. 10k random warm-up + {random_steps} random), "
+        f"{time.perf_counter() - start:.0f} s"
+    )
     return path
 
 
@@ -126,11 +135,14 @@ def _make_optimizer(ofe, lambda_ofe: float):
     ids = {id(p) for p in decay}
     thetas = [g.theta for g in ofe.phi_o.gates + ofe.phi_oa.gates]
     others = [p for n, p in ofe.named_parameters() if not n.endswith("theta") and id(p) not in ids]
-    return th.optim.Adam([
-        {"params": decay, "weight_decay": lambda_ofe},
-        {"params": others, "weight_decay": 0.0},
-        {"params": thetas, "lr": THETA_LR, "weight_decay": 0.0},
-    ], lr=3e-4)  # fmt: skip
+    return th.optim.Adam(
+        [
+            {"params": decay, "weight_decay": lambda_ofe},
+            {"params": others, "weight_decay": 0.0},
+            {"params": thetas, "lr": THETA_LR, "weight_decay": 0.0},
+        ],
+        lr=3e-4,
+    )
 
 
 def _load_buffer(out_dir: pathlib.Path):
@@ -176,18 +188,26 @@ def warmup_run(seed: int, out: str, warmup: int) -> str:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    _save_atomic({"ofe": ofe.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                  "torch_rng": th.get_rng_state()}, path)  # fmt: skip
+    _save_atomic(
+        {
+            "ofe": ofe.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": th.get_rng_state(),
+        },
+        path,
+    )
     return str(path)
 
 
-def calibration_run(spec: dict[str, Any], out: str, results: str, warmup: int, updates: int,
-                    checkpoint_every: int) -> dict:
+def calibration_run(
+    spec: dict[str, Any], out: str, results: str, warmup: int, updates: int, checkpoint_every: int
+) -> dict:
     """From the seed's warm-up, thetas learn for ``updates`` OFE updates; resumable from ``NAME.ckpt``."""
     import torch as th
 
-    from sb3_ofexi.sac_ofexi.presets import get_preset
     from sb3_ofexi.common.surgery import Surgery
+    from sb3_ofexi.sac_ofexi.presets import get_preset
 
     th.set_num_threads(1)
     out_dir = pathlib.Path(out)
@@ -235,16 +255,30 @@ def calibration_run(spec: dict[str, Any], out: str, results: str, warmup: int, u
             if surgery.changed:
                 surgery.slice_optimizer_(optimizer)
             with th.no_grad():
-                history.append({
-                    "step": step, "pred_loss_per_entry": pred_value / (d_o if spec["pred_loss"] == "sum" else 1),
-                    "units_o": ofe.phi_o.units, "units_oa": ofe.phi_oa.units,
-                    "theta_o": [round(float(g.theta.mean()), 4) if g.n_units else None for g in ofe.phi_o.gates],
-                    "theta_oa": [round(float(g.theta.mean()), 4) if g.n_units else None for g in ofe.phi_oa.gates],
-                })  # fmt: skip
+                history.append(
+                    {
+                        "step": step,
+                        "pred_loss_per_entry": pred_value / (d_o if spec["pred_loss"] == "sum" else 1),
+                        "units_o": ofe.phi_o.units,
+                        "units_oa": ofe.phi_oa.units,
+                        "theta_o": [round(float(g.theta.mean()), 4) if g.n_units else None for g in ofe.phi_o.gates],
+                        "theta_oa": [round(float(g.theta.mean()), 4) if g.n_units else None for g in ofe.phi_oa.gates],
+                    }
+                )
         if step % checkpoint_every == 0 and step < updates:
-            _save_atomic({"ofe": ofe.state_dict(), "optimizer": optimizer.state_dict(), "units_o": ofe.phi_o.units,
-                          "units_oa": ofe.phi_oa.units, "generator": generator.get_state(),
-                          "torch_rng": th.get_rng_state(), "step": step, "history": history}, ckpt)  # fmt: skip
+            _save_atomic(
+                {
+                    "ofe": ofe.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "units_o": ofe.phi_o.units,
+                    "units_oa": ofe.phi_oa.units,
+                    "generator": generator.get_state(),
+                    "torch_rng": th.get_rng_state(),
+                    "step": step,
+                    "history": history,
+                },
+                ckpt,
+            )
     # the paper's last phase: round every theta to 0/1, then remove the zeros
     before_round = {"phi_o": ofe.phi_o.units, "phi_oa": ofe.phi_oa.units}
     undecided = sum(int(((g.theta > THETA_TOL) & (g.theta < 0.9)).sum()) for g in ofe.phi_o.gates + ofe.phi_oa.gates)
@@ -256,13 +290,23 @@ def calibration_run(spec: dict[str, Any], out: str, results: str, warmup: int, u
         index = th.randint(0, len(obs), (4096,), generator=th.Generator().manual_seed(7))
         eval_mse = float(ofe.pred_loss(obs[index], actions[index], next_obs[index], reduction="mean"))
     result = {
-        **spec, "warmup": warmup, "updates": updates, "theta_lr": THETA_LR, "rl_first_width": rl_width,
-        "units_o": ofe.phi_o.units, "units_oa": ofe.phi_oa.units, "units_before_round": before_round,
-        "undecided_before_round": undecided, "sum_o": sum(ofe.phi_o.units), "sum_oa": sum(ofe.phi_oa.units),
+        **spec,
+        "warmup": warmup,
+        "updates": updates,
+        "theta_lr": THETA_LR,
+        "rl_first_width": rl_width,
+        "units_o": ofe.phi_o.units,
+        "units_oa": ofe.phi_oa.units,
+        "units_before_round": before_round,
+        "undecided_before_round": undecided,
+        "sum_o": sum(ofe.phi_o.units),
+        "sum_oa": sum(ofe.phi_oa.units),
         "phi_o_params": sum(p.numel() for n, p in ofe.phi_o.named_parameters() if not n.endswith("theta")),
-        "eval_mse_per_entry_after_round": eval_mse, "history": history, "resumed": resumed,
+        "eval_mse_per_entry_after_round": eval_mse,
+        "history": history,
+        "resumed": resumed,
         "seconds_last_sitting": time.perf_counter() - start,
-    }  # fmt: skip
+    }
     result_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
@@ -279,10 +323,15 @@ def ofe_complexity_args(ofe, rl_width: float, rho: float):
     from sb3_ofexi.common.complexity import ofe_complexity, theta_norm
 
     return ofe_complexity(
-        ofe.obs_dim, ofe.action_dim, ofe.target_dim,
-        [theta_norm(g.theta) for g in ofe.phi_o.gates], [theta_norm(g.theta) for g in ofe.phi_oa.gates],
-        th.tensor(rl_width), [th.tensor(rl_width), th.tensor(rl_width)], rho,
-    )  # fmt: skip
+        ofe.obs_dim,
+        ofe.action_dim,
+        ofe.target_dim,
+        [theta_norm(g.theta) for g in ofe.phi_o.gates],
+        [theta_norm(g.theta) for g in ofe.phi_oa.gates],
+        th.tensor(rl_width),
+        [th.tensor(rl_width), th.tensor(rl_width)],
+        rho,
+    )
 
 
 def run_grid(args: argparse.Namespace) -> None:
@@ -294,7 +343,9 @@ def run_grid(args: argparse.Namespace) -> None:
     todo.sort(key=lambda s: (s["preset"] != "prune-b", s["seed"]))
     from sb3_ofexi.sweep import die_with_parent
 
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn"), initializer=die_with_parent) as pool:
+    with ProcessPoolExecutor(
+        max_workers=args.jobs, mp_context=get_context("spawn"), initializer=die_with_parent
+    ) as pool:
         seeds = sorted({s["seed"] for s in todo})
         for future in as_completed([pool.submit(warmup_run, seed, args.out, args.warmup) for seed in seeds]):
             print(f"warm-up ready: {future.result()}", flush=True)
@@ -303,8 +354,11 @@ def run_grid(args: argparse.Namespace) -> None:
             spec = futures[future]
             try:
                 r = future.result()
-                print(f"done {run_name(spec)}: phi_o {r['units_o']} phi_oa {r['units_oa']} "
-                      f"({r['seconds_last_sitting']:.0f} s)", flush=True)  # fmt: skip
+                print(
+                    f"done {run_name(spec)}: phi_o {r['units_o']} phi_oa {r['units_oa']} "
+                    f"({r['seconds_last_sitting']:.0f} s)",
+                    flush=True,
+                )
             except Exception:  # one failing run must not stop the others
                 print(f"FAILED {run_name(spec)}:\n{traceback.format_exc()}", flush=True)
 
@@ -338,8 +392,10 @@ def table(args: argparse.Namespace) -> str:
     print(text)
     warmups = sorted(pathlib.Path(args.out).glob("warmup_seed*.pt"))
     if warmups:  # the reference: the same networks before any theta moved
-        print(f"\nunpruned warm-up networks, MSE per entry on the same 4,096 transitions: "
-              f"{', '.join(f'{reference_mse(p, args.out):.4f}' for p in warmups)}")  # fmt: skip
+        print(
+            f"\nunpruned warm-up networks, MSE per entry on the same 4,096 transitions: "
+            f"{', '.join(f'{reference_mse(p, args.out):.4f}' for p in warmups)}"
+        )
     return text
 
 
@@ -367,8 +423,9 @@ def main() -> None:
     r = commands.add_parser("run", help="the calibration grid (skips finished runs, resumes unfinished ones)")
     r.add_argument("--out", default="runs/calibration", help="buffer, warm-ups and checkpoints (large)")
     r.add_argument("--results", default=RESULTS, help="one small JSON per finished run (committed)")
-    r.add_argument("--combos", default="paper/sum,paper/mean,autograd/sum,autograd/mean",
-                   help="regulariser/pred_loss pairs")  # fmt: skip
+    r.add_argument(
+        "--combos", default="paper/sum,paper/mean,autograd/sum,autograd/mean", help="regulariser/pred_loss pairs"
+    )
     r.add_argument("--presets", default="prune-b")
     r.add_argument("--seeds", type=int, default=3)
     r.add_argument("--warmup", type=int, default=5_000)

@@ -61,7 +61,7 @@ def interleaved_ratio(
 
 
 def report(name: str, ratio: float, goal: float | None, detail: str) -> None:
-    verdict = "" if goal is None else ("  (goal <= %.2f: %s)" % (goal, "met" if ratio <= goal else "NOT met"))
+    verdict = "" if goal is None else f"  (goal <= {goal:.2f}: {'met' if ratio <= goal else 'NOT met'})"
     print(f"{name} = {ratio:.3f}{verdict}  -- {detail}")
 
 

@@ -22,8 +22,8 @@ from typing import Any
 from stable_baselines3 import SAC
 
 from benchmarks.common import BATCH, ENV, filled_model, interleaved_ratio, report, script_main, set_phase, sync
-from sb3_ofexi import SAC_OFEXi
 from benchmarks.train_step import prune_to
+from sb3_ofexi import SAC_OFEXi
 from sb3_ofexi.common.step import GraphedStep, compiler_available
 
 
@@ -47,9 +47,14 @@ def _step_ratio(
     ratio, t_compiled, t_eager = interleaved_ratio(
         lambda: compiled.train(steps, BATCH), lambda: eager.train(steps, BATCH), reps, device
     )
-    return {"ratio": ratio, "ms_compiled": t_compiled / steps * 1e3, "ms_eager": t_eager / steps * 1e3,
-            "build_s": build, "phase": compiled.xi_phase,
-            "train_params": compiled.param_counts()["train"]}  # type: ignore[dict-item]  # fmt: skip
+    return {
+        "ratio": ratio,
+        "ms_compiled": t_compiled / steps * 1e3,
+        "ms_eager": t_eager / steps * 1e3,
+        "build_s": build,
+        "phase": compiled.xi_phase,
+        "train_params": compiled.param_counts()["train"],
+    }  # type: ignore[dict-item]
 
 
 def _sbx_sac(start: int, device: str) -> Any | None:
@@ -93,12 +98,20 @@ def _throughput(quick: bool, device: str) -> dict[str, float]:
         ofe = rate[f"ofe_{variant}"]
         suffix = "" if variant == "compiled" else "_eager"
         out[f"P6{suffix}"] = ofe / rate["sac"]
-        report(f"P6{suffix}", out[f"P6{suffix}"], None,
-               f"SAC_OFEXi ofe ({variant}) {ofe:.1f} vs SB3 SAC 256x2 {rate['sac']:.1f} env-steps/s")  # fmt: skip
+        report(
+            f"P6{suffix}",
+            out[f"P6{suffix}"],
+            None,
+            f"SAC_OFEXi ofe ({variant}) {ofe:.1f} vs SB3 SAC 256x2 {rate['sac']:.1f} env-steps/s",
+        )
         if "sbx" in rate:
             out[f"P7{suffix}"] = ofe / rate["sbx"]
-            report(f"P7{suffix}", out[f"P7{suffix}"], None,
-                   f"SAC_OFEXi ofe ({variant}) {ofe:.1f} vs SBX SAC 256x2 {rate['sbx']:.1f} env-steps/s")  # fmt: skip
+            report(
+                f"P7{suffix}",
+                out[f"P7{suffix}"],
+                None,
+                f"SAC_OFEXi ofe ({variant}) {ofe:.1f} vs SBX SAC 256x2 {rate['sbx']:.1f} env-steps/s",
+            )
     return out
 
 
@@ -111,17 +124,24 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, Any]:
     if th_device_type(device) == "cuda":  # a graphed step takes ~1 ms: more of them per timing
         steps *= 10
     results: dict[str, Any] = {}
-    for key, preset, progress, keep in (("ofe", "ofe", 0.5, None), ("prune_b_frozen", "prune-b", 0.1, None),
-                                        ("prune_b_learning", "prune-b", 0.5, None),
-                                        ("prune_b_pruned", "prune-b", 0.95, 0.3)):  # fmt: skip
+    for key, preset, progress, keep in (
+        ("ofe", "ofe", 0.5, None),
+        ("prune_b_frozen", "prune-b", 0.1, None),
+        ("prune_b_learning", "prune-b", 0.5, None),
+        ("prune_b_pruned", "prune-b", 0.95, 0.3),
+    ):
         r = _step_ratio(preset, progress, steps, reps, device, keep)
         results[f"P5_{key}"] = r["ratio"]
         results[f"P5_{key}_build_s"] = r["build_s"]
         results[f"P5_{key}_train_params"] = r["train_params"]
-        report(f"P5_{key}", r["ratio"], 0.5 if device == "cpu" else 0.2,
-               f"{preset} ({r['phase']}, {r['train_params']:,} train params): compiled "
-               f"{r['ms_compiled']:.1f} vs eager {r['ms_eager']:.1f} ms/step; "
-               f"build {r['build_s']:.0f} s")  # fmt: skip
+        report(
+            f"P5_{key}",
+            r["ratio"],
+            0.5 if device == "cpu" else 0.2,
+            f"{preset} ({r['phase']}, {r['train_params']:,} train params): compiled "
+            f"{r['ms_compiled']:.1f} vs eager {r['ms_eager']:.1f} ms/step; "
+            f"build {r['build_s']:.0f} s",
+        )
     results.update(_throughput(quick, device))
     return results
 

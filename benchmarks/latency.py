@@ -8,7 +8,6 @@ from __future__ import annotations
 import pathlib
 import tempfile
 import time
-
 from collections import Counter
 
 import numpy as np
@@ -77,8 +76,14 @@ def measure(quick: bool = True, pruned: SAC_OFEXi | None = None) -> dict[str, fl
         paths = {name: pathlib.Path(tmp) / f"{name}.onnx" for name in ("pruned", "big", "sac")}
         pruned.export_policy(paths["pruned"])
         big.export_policy(paths["big"])
-        th.onnx.export(StockSACDeploy(sac).eval(), (th.zeros(1, obs.shape[1]),), str(paths["sac"]),
-                       input_names=["obs"], output_names=["action"], dynamo=True)  # fmt: skip
+        th.onnx.export(
+            StockSACDeploy(sac).eval(),
+            (th.zeros(1, obs.shape[1]),),
+            str(paths["sac"]),
+            input_names=["obs"],
+            output_names=["action"],
+            dynamo=True,
+        )
         sessions = {name: _session(path) for name, path in paths.items()}
         p4 = _latency_ratio(sessions["pruned"], sessions["big"], obs, reps, calls)
         p4_sac = _latency_ratio(sessions["pruned"], sessions["sac"], obs, reps, calls)
@@ -87,8 +92,12 @@ def measure(quick: bool = True, pruned: SAC_OFEXi | None = None) -> dict[str, fl
             micros = _latency(sessions[name], obs, calls) * 1e6
             print(f"  {name:6s}: {sum(nodes.values()):3d} ONNX nodes {dict(nodes)}, {micros:.1f} us per call")
     deploy = pruned.param_counts()["deploy"]
-    report("P4", p4, 0.25, f"batch-1 onnxruntime latency, prune-b ({deploy:,} deploy params) / ofe-big "
-           f"({big.param_counts()['deploy']:,})")  # fmt: skip
+    report(
+        "P4",
+        p4,
+        0.25,
+        f"batch-1 onnxruntime latency, prune-b ({deploy:,} deploy params) / ofe-big ({big.param_counts()['deploy']:,})",
+    )
     sac_params = sum(p.numel() for p in sac.actor.parameters())
     report("P4_sac", p4_sac, 1.0, f"prune-b / stock SAC 256x2 actor ({sac_params:,} params)")
     return {"P4": p4, "P4_sac": p4_sac}

@@ -30,8 +30,10 @@ def main() -> None:
     for name, model in models.items():
         ours, paper = param_counts(model), paper_param_counts(model)
         d, t = TABLE4_HOPPER[name]
-        print(f"| {name} | {d} / {t} | {ours['deploy'] / 1e3:.1f} / {ours['train'] / 1e3:.1f} | "
-              f"{paper['deploy'] / 1e3:.1f} / {paper['train'] / 1e3:.1f} |")  # fmt: skip
+        print(
+            f"| {name} | {d} / {t} | {ours['deploy'] / 1e3:.1f} / {ours['train'] / 1e3:.1f} | "
+            f"{paper['deploy'] / 1e3:.1f} / {paper['train'] / 1e3:.1f} |"
+        )
 
 
 if __name__ == "__main__":

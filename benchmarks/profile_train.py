@@ -15,17 +15,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import torch as th
-from torch.profiler import ProfilerActivity, profile
-
 from stable_baselines3 import SAC
+from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import BATCH, ENV, filled_model, script_main, set_phase, sync
 from sb3_ofexi.common.step import compiler_available
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 PARTS = (
-    "matrix multiplies", "other tensor kernels", "optimizer, Polyak, projections", "autograd engine, dynamo, wrappers"
+    "matrix multiplies",
+    "other tensor kernels",
+    "optimizer, Polyak, projections",
+    "autograd engine, dynamo, wrappers",
 )
 
 
@@ -58,12 +59,16 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
         print(f"compiled variant skipped: {compiler_available(device.split(':')[0])[1]}")
     results: dict[str, float] = {}
     runs: list[tuple[str, Any]] = [("SB3 SAC 256x2", None)]
-    runs += [(f"{preset} {'compiled' if c else 'eager'}", (preset, progress, c))
-             for preset, progress in (("ofe", 0.5), ("prune-b", 0.1)) for c in variants]  # fmt: skip
+    runs += [
+        (f"{preset} {'compiled' if c else 'eager'}", (preset, progress, c))
+        for preset, progress in (("ofe", 0.5), ("prune-b", 0.1))
+        for c in variants
+    ]
     for name, config in runs:
         if config is None:  # the reference: stock SB3 SAC, same env and batch
-            model = SAC("MlpPolicy", ENV, policy_kwargs=dict(net_arch=[256, 256]), learning_starts=1000, seed=0,
-                        device=device)  # fmt: skip
+            model = SAC(
+                "MlpPolicy", ENV, policy_kwargs=dict(net_arch=[256, 256]), learning_starts=1000, seed=0, device=device
+            )
             model.learn(1000)
             counts, phase = sum(p.numel() for p in model.policy.parameters()), "-"
         else:
@@ -83,11 +88,19 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
             model.train(steps, BATCH)
             sync(device)
         parts = _split(prof, steps)
-        print(f"{name} ({counts:,} parameters, {phase}), batch {BATCH}: {wall:.2f} ms/step unprofiled, "
-              f"{parts['profiled total']:.2f} ms in profiled operations (host)")  # fmt: skip
+        print(
+            f"{name} ({counts:,} parameters, {phase}), batch {BATCH}: {wall:.2f} ms/step unprofiled, "
+            f"{parts['profiled total']:.2f} ms in profiled operations (host)"
+        )
         if cuda:  # what the GPU itself spends: the floor a launch-free step approaches
-            kernels = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0))
-                          for e in prof.key_averages()) / 1e3 / steps  # fmt: skip
+            kernels = (
+                sum(
+                    getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0))
+                    for e in prof.key_averages()
+                )
+                / 1e3
+                / steps
+            )
             print(f"  GPU kernel time {kernels:.3f} ms/step")
             results[f"profile_ms/{name}/gpu kernels"] = kernels
         for part in PARTS:

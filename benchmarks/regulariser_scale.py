@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch as th
-
 from sb3_ofexi import SAC_OFEXi
 
 
@@ -38,8 +36,9 @@ def main() -> None:
     parser.add_argument("--preset", default="prune-b")
     parser.add_argument("--ofe-layers", type=int, default=6)
     args = parser.parse_args()
-    model = SAC_OFEXi("MlpPolicy", args.env, preset=args.preset, ofe_layers=args.ofe_layers, buffer_size=1,
-                      device="cpu")  # fmt: skip
+    model = SAC_OFEXi(
+        "MlpPolicy", args.env, preset=args.preset, ofe_layers=args.ofe_layers, buffer_size=1, device="cpu"
+    )
     autograd, paper = _gate_gradients(model, "autograd"), _gate_gradients(model, "paper")
     rho, policy = model.rho, model.policy
     n_q = sum(q.units[0] for q in policy.critic.q_networks)

@@ -26,12 +26,15 @@ NETS = ("phi_o", "phi_oa", "actor", "critic")
 
 def _layer_thetas(model: Any) -> dict[str, Any]:
     """Mean theta per layer of the actor and the critics (None: no unit left)."""
+
     def mean(gate: Any) -> float | None:
         return round(float(gate.theta.detach().mean()), 3) if gate.n_units else None
 
     policy = model.policy
-    return {"actor": [mean(g) for g in policy.actor.net.gates],
-            "critic": [[mean(g) for g in q.gates] for q in policy.critic.q_networks]}  # fmt: skip
+    return {
+        "actor": [mean(g) for g in policy.actor.net.gates],
+        "critic": [[mean(g) for g in q.gates] for q in policy.critic.q_networks],
+    }
 
 
 def extract(run_dir: pathlib.Path) -> dict[str, Any]:
@@ -51,8 +54,13 @@ def extract(run_dir: pathlib.Path) -> dict[str, Any]:
         history = summary["history"]
         rows = ast.literal_eval(history) if isinstance(history, str) else history
         model = SAC_OFEXi.load(run_dir / "model.zip", device="cpu")
-        out.update(env_id=summary["env_id"], seed=summary["seed"], finished=True, score=summary["score"],
-                   timesteps=summary["timesteps"])  # fmt: skip
+        out.update(
+            env_id=summary["env_id"],
+            seed=summary["seed"],
+            finished=True,
+            score=summary["score"],
+            timesteps=summary["timesteps"],
+        )
     else:
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
@@ -61,8 +69,12 @@ def extract(run_dir: pathlib.Path) -> dict[str, Any]:
             rows = pickle.load(handle)["callbacks"]["history"]["rows"]
         model = SAC_OFEXi.load(checkpoint / "model.zip", device="cpu")
         # runs/<...>/ENV/METHOD/seedN
-        out.update(env_id=run_dir.parents[1].name, seed=int(run_dir.name.removeprefix("seed")), finished=False,
-                   timesteps=int(model.num_timesteps))  # fmt: skip
+        out.update(
+            env_id=run_dir.parents[1].name,
+            seed=int(run_dir.name.removeprefix("seed")),
+            finished=False,
+            timesteps=int(model.num_timesteps),
+        )
     out.update(
         nu_rl_reference=model.nu_rl_reference,
         xi_start=model.xi_start,
@@ -83,9 +95,15 @@ def _score(run: dict[str, Any]) -> float:
     reports score today; the summaries of these runs (0.1.x) took the 0.8 T evaluation too."""
     from sb3_ofexi.experiments import score_run
 
-    summary = {"env_id": run["env_id"], "timesteps": run["timesteps"], "algo": "SAC_OFEXi", "units": run["units"],
-               "hyperparams": {"preset": "prune-b", "xi_round": 0.8}, "eval_timesteps": run["eval_timesteps"],
-               "eval_returns": run["eval_returns"]}  # fmt: skip
+    summary = {
+        "env_id": run["env_id"],
+        "timesteps": run["timesteps"],
+        "algo": "SAC_OFEXi",
+        "units": run["units"],
+        "hyperparams": {"preset": "prune-b", "xi_round": 0.8},
+        "eval_timesteps": run["eval_timesteps"],
+        "eval_returns": run["eval_returns"],
+    }
     return score_run(summary)["score"]
 
 
@@ -95,7 +113,10 @@ def table(paths: list[pathlib.Path]) -> str:
         "| units phi_o / phi_oa / actor / critic | deploy / train params (k) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    runs = sorted((json.loads(p.read_text()) for p in paths), key=lambda r: (r["env_id"], r["nu_rl_reference"] != "sb3", r["xi_start"]))
+    runs = sorted(
+        (json.loads(p.read_text()) for p in paths),
+        key=lambda r: (r["env_id"], r["nu_rl_reference"] != "sb3", r["xi_start"]),
+    )
     for run in runs:
         returns = dict(zip(run["eval_timesteps"], run["eval_returns"]))
         for row in run["history"]:
@@ -105,18 +126,26 @@ def table(paths: list[pathlib.Path]) -> str:
             thetas = " / ".join(_fmt_theta(row[f"theta_{n}"]) for n in NETS)
             units = " / ".join(str(row[f"units_{n}"]) for n in NETS)
             ret = returns.get(step)
-            lines.append(f"| {run['env_id']} | {run['nu_rl_reference']} | {run['xi_start']:,} | {step:,} | "
-                         f"{'-' if ret is None else f'{ret:.0f}'} | {thetas} | {units} | "
-                         f"{row['deploy'] / 1e3:.1f} / {row['train'] / 1e3:.1f} |")  # fmt: skip
-    lines += ["", "| task | nu_rl_reference | xi_start | env steps | finished | score | units per layer at the end "
-              "| mean theta per layer, actor / critics |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            lines.append(
+                f"| {run['env_id']} | {run['nu_rl_reference']} | {run['xi_start']:,} | {step:,} | "
+                f"{'-' if ret is None else f'{ret:.0f}'} | {thetas} | {units} | "
+                f"{row['deploy'] / 1e3:.1f} / {row['train'] / 1e3:.1f} |"
+            )
+    lines += [
+        "",
+        "| task | nu_rl_reference | xi_start | env steps | finished | score | units per layer at the end "
+        "| mean theta per layer, actor / critics |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for run in runs:
         u = run["units"]
         layers = f"phi_o {u['phi_o']}, phi_oa {u['phi_oa']}, actor {u['actor']}, critics {u['critic']}"
         score = f"{_score(run):.1f}" if run.get("finished") else "-"
-        lines.append(f"| {run['env_id']} | {run['nu_rl_reference']} | {run['xi_start']:,} | {run['timesteps']:,} | "
-                     f"{'yes' if run.get('finished') else 'no (checkpoint)'} | {score} | {layers} | "
-                     f"{run['thetas']['actor']} / {run['thetas']['critic']} |")  # fmt: skip
+        lines.append(
+            f"| {run['env_id']} | {run['nu_rl_reference']} | {run['xi_start']:,} | {run['timesteps']:,} | "
+            f"{'yes' if run.get('finished') else 'no (checkpoint)'} | {score} | {layers} | "
+            f"{run['thetas']['actor']} / {run['thetas']['critic']} |"
+        )
     return "\n".join(lines)
 
 

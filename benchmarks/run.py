@@ -31,8 +31,10 @@ def main() -> None:
     results.update(p3)
     results.update(latency.measure(args.quick, pruned_model))  # latency is a CPU figure
     if args.quick:
-        print("P3_compile_True: full mode only (on 2 CPU cores every shape-changing prune of the short run "
-              "rebuilds the compiled step, tens of seconds each; see docs/BENCHMARKS.md)")
+        print(
+            "P3_compile_True: full mode only (on 2 CPU cores every shape-changing prune of the short run "
+            "rebuilds the compiled step, tens of seconds each; see docs/BENCHMARKS.md)"
+        )
     else:
         compiled = whole_run.measure(args.quick, args.device, compile_step=True)
         compiled.pop("model")
@@ -41,9 +43,14 @@ def main() -> None:
     results.update(compiled_step.measure(args.quick, args.device))
     results.update(profile_train.measure(args.quick, args.device))
     results["meta"] = {
-        "quick": args.quick, "device": args.device, "torch": th.__version__, "threads": th.get_num_threads(),
-        "machine": platform.platform(), "processor": platform.processor(), "seconds": time.perf_counter() - start,
-    }  # fmt: skip
+        "quick": args.quick,
+        "device": args.device,
+        "torch": th.__version__,
+        "threads": th.get_num_threads(),
+        "machine": platform.platform(),
+        "processor": platform.processor(),
+        "seconds": time.perf_counter() - start,
+    }
     print(f"total {results['meta']['seconds']:.0f} s")  # type: ignore[index]
     if args.json:
         with open(args.json, "w") as handle:

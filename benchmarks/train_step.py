@@ -6,7 +6,6 @@ P2: after pruning (rounded, pruned) / an OFE model built directly at the pruned 
 
 from __future__ import annotations
 
-
 import torch as th
 
 from benchmarks.common import BATCH, filled_model, interleaved_ratio, report, script_main, set_phase
@@ -37,12 +36,15 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
     p1, t_gated, t_plain = interleaved_ratio(
         lambda: gated.train(steps, BATCH), lambda: plain.train(steps, BATCH), reps, device
     )
-    report("P1", p1, 1.15, f"gates on {t_gated / steps * 1e3:.1f} ms/step vs gates off {t_plain / steps * 1e3:.1f} ms/step")
+    report(
+        "P1", p1, 1.15, f"gates on {t_gated / steps * 1e3:.1f} ms/step vs gates off {t_plain / steps * 1e3:.1f} ms/step"
+    )
 
     prune_to(gated, keep=0.3)
     widths = gated.policy.architecture_kwargs()
-    direct = filled_model(preset="ofe-big", ofe_units=widths["ofe_units"],
-                          policy_kwargs=dict(net_arch=widths["net_arch"]), device=device)  # fmt: skip
+    direct = filled_model(
+        preset="ofe-big", ofe_units=widths["ofe_units"], policy_kwargs=dict(net_arch=widths["net_arch"]), device=device
+    )
     assert direct.param_counts() == gated.param_counts()
     set_phase(direct, 0.95)
     for model in (gated, direct):
@@ -50,8 +52,13 @@ def measure(quick: bool = True, device: str = "cpu") -> dict[str, float]:
     p2, t_pruned, t_direct = interleaved_ratio(
         lambda: gated.train(steps, BATCH), lambda: direct.train(steps, BATCH), reps, device
     )
-    report("P2", p2, 1.10, f"pruned {t_pruned / steps * 1e3:.1f} ms/step vs built at pruned widths "
-           f"{t_direct / steps * 1e3:.1f} ms/step ({gated.param_counts()['train']:,} train params)")  # fmt: skip
+    report(
+        "P2",
+        p2,
+        1.10,
+        f"pruned {t_pruned / steps * 1e3:.1f} ms/step vs built at pruned widths "
+        f"{t_direct / steps * 1e3:.1f} ms/step ({gated.param_counts()['train']:,} train params)",
+    )
     return {"P1": p1, "P2": p2, "P1_ms_gated": t_gated / steps * 1e3, "P2_ms_pruned": t_pruned / steps * 1e3}
 
 

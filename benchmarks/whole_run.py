@@ -44,11 +44,21 @@ def measure(
     p3 = float(np.median(ratios))
     counts, big_counts = pruned_model.param_counts(), big_model.param_counts()
     name = "P3" if compile_step == "auto" else f"P3_compile_{compile_step}"
-    report(name, p3, 0.5, f"{timesteps} steps on {ENV}: prune-b {t_prune:.0f} s vs ofe-big {t_big:.0f} s; "
-           f"train params {big_counts['train']:,} -> {counts['train']:,}; compiled-step builds "
-           f"{pruned_model._step_builds} vs {big_model._step_builds}")  # fmt: skip
-    return {name: p3, f"{name}_train_params": counts["train"], f"{name}_deploy_params": counts["deploy"],
-            f"{name}_builds": pruned_model._step_builds, "model": pruned_model}  # fmt: skip
+    report(
+        name,
+        p3,
+        0.5,
+        f"{timesteps} steps on {ENV}: prune-b {t_prune:.0f} s vs ofe-big {t_big:.0f} s; "
+        f"train params {big_counts['train']:,} -> {counts['train']:,}; compiled-step builds "
+        f"{pruned_model._step_builds} vs {big_model._step_builds}",
+    )
+    return {
+        name: p3,
+        f"{name}_train_params": counts["train"],
+        f"{name}_deploy_params": counts["deploy"],
+        f"{name}_builds": pruned_model._step_builds,
+        "model": pruned_model,
+    }
 
 
 def main() -> None:

@@ -60,11 +60,22 @@ def main() -> None:
     # the OFENet's thetas get no task signal above their noise, so nu_OFE is lowered to keep it
     # from being pruned away (README, "Short runs"; docs/CALIBRATION.md, "The demo's entry").
     model = SAC_OFEXi(
-        "MlpPolicy", args.env, preset="prune-b", ofe_layers=4, ofe_units=32, nu_ofe=2e-9,
-        policy_kwargs=dict(net_arch=[128, 128]), learning_rate=1e-3, buffer_size=100_000,
-        theta_lr=1e-2, learning_starts=1000, prune_freq=250, theta_diagnostics_freq=1000,
-        seed=args.seed, device="cpu",
-    )  # fmt: skip
+        "MlpPolicy",
+        args.env,
+        preset="prune-b",
+        ofe_layers=4,
+        ofe_units=32,
+        nu_ofe=2e-9,
+        policy_kwargs=dict(net_arch=[128, 128]),
+        learning_rate=1e-3,
+        buffer_size=100_000,
+        theta_lr=1e-2,
+        learning_starts=1000,
+        prune_freq=250,
+        theta_diagnostics_freq=1000,
+        seed=args.seed,
+        device="cpu",
+    )
     describe(model, f"SAC_OFEXi (prune-b) on {args.env}, before learn()")
     rate = StepRate()
     start = time.perf_counter()
@@ -72,12 +83,16 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     describe(model, f"after {args.timesteps} steps ({elapsed:.0f} s)")
     logged = model.logger.name_to_value
-    print(f"  theta schedule: phase '{model.xi_phase}' (frozen until {model.xi_start:.0%}, "
-          f"rounded at {model.xi_round:.0%} of the budget); mean theta when last logged: "
-          + ", ".join(f"{k.split('_')[-1]} {v:.2f}" for k, v in logged.items() if k.startswith("train/theta_mean")))
+    print(
+        f"  theta schedule: phase '{model.xi_phase}' (frozen until {model.xi_start:.0%}, "
+        f"rounded at {model.xi_round:.0%} of the budget); mean theta when last logged: "
+        + ", ".join(f"{k.split('_')[-1]} {v:.2f}" for k, v in logged.items() if k.startswith("train/theta_mean"))
+    )
     before = model.xi_record.get("before_rounding", {}).get("undecided", {})
-    print("  undecided thetas just before rounding (alive, below 0.9): "
-          + ", ".join(f"{net} {100 * share:.0f}%" for net, share in before.items()))
+    print(
+        "  undecided thetas just before rounding (alive, below 0.9): "
+        + ", ".join(f"{net} {100 * share:.0f}%" for net, share in before.items())
+    )
     mean, std = evaluate_policy(model, model.get_env(), n_eval_episodes=10, deterministic=True)
     print(f"  evaluation return (10 episodes, deterministic): {mean:.1f} +/- {std:.1f}")
     print("  env-steps/s per 500-step window (deploy params at the window's end):")

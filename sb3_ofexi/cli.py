@@ -14,20 +14,34 @@ import yaml
 def _run_options(parser: argparse.ArgumentParser, env_required: bool = True) -> None:
     parser.add_argument("--env", required=env_required, help="Gymnasium id, e.g. Pendulum-v1 or Hopper-v5")
     parser.add_argument("--timesteps", type=int, help="env steps per run (default: the YAML's n_timesteps)")
-    parser.add_argument("--eval-freq", type=int,
-                        help="evaluate every N env steps (default: 10,000 as in the paper, or timesteps / 20 if less)")
-    parser.add_argument("--eval-episodes", type=int, default=10,
-                        help="deterministic episodes per evaluation (default: 10)")
+    parser.add_argument(
+        "--eval-freq",
+        type=int,
+        help="evaluate every N env steps (default: 10,000 as in the paper, or timesteps / 20 if less)",
+    )
+    parser.add_argument(
+        "--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation (default: 10)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    parser.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (default: the ones shipped with the package)")
+    parser.add_argument(
+        "--hyperparams", help="folder of rl-zoo3 YAML files (default: the ones shipped with the package)"
+    )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--checkpoint-steps", type=int, default=50_000,
-                        help="checkpoint a run every N env steps (default 50,000) ...")
-    parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
-                        help="... or every M minutes of wall time, whichever comes first (default 10)")
-    parser.add_argument("--no-speed", action="store_true",
-                        help="skip the cost measurement at the end of a run (exported policy's latency, "
-                             "training step time); 'sb3-ofexi measure DIR' can add it later")  # fmt: skip
+    parser.add_argument(
+        "--checkpoint-steps", type=int, default=50_000, help="checkpoint a run every N env steps (default 50,000) ..."
+    )
+    parser.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=10.0,
+        help="... or every M minutes of wall time, whichever comes first (default 10)",
+    )
+    parser.add_argument(
+        "--no-speed",
+        action="store_true",
+        help="skip the cost measurement at the end of a run (exported policy's latency, "
+        "training step time); 'sb3-ofexi measure DIR' can add it later",
+    )
 
 
 def _specs(args: argparse.Namespace, methods: list[str], seeds: list[int]):
@@ -37,10 +51,22 @@ def _specs(args: argparse.Namespace, methods: list[str], seeds: list[int]):
     for method in methods:
         timesteps = args.timesteps or int(load_hyperparams(method, args.env, args.hyperparams)["n_timesteps"])
         for seed in seeds:
-            specs.append(RunSpec(method, args.env, seed, timesteps, args.out, args.eval_freq, args.eval_episodes,
-                                 args.device, args.hyperparams, checkpoint_steps=args.checkpoint_steps,
-                                 checkpoint_seconds=60.0 * args.checkpoint_minutes,
-                                 measure_speed=not getattr(args, "no_speed", False)))  # fmt: skip
+            specs.append(
+                RunSpec(
+                    method,
+                    args.env,
+                    seed,
+                    timesteps,
+                    args.out,
+                    args.eval_freq,
+                    args.eval_episodes,
+                    args.device,
+                    args.hyperparams,
+                    checkpoint_steps=args.checkpoint_steps,
+                    checkpoint_seconds=60.0 * args.checkpoint_minutes,
+                    measure_speed=not getattr(args, "no_speed", False),
+                )
+            )
     return specs
 
 
@@ -71,8 +97,10 @@ def _budget_value(text: str) -> int | float:
 
 def _check_checkpointing(args: argparse.Namespace) -> None:
     if args.checkpoint_steps < 1 or args.checkpoint_minutes <= 0:
-        raise ValueError(f"--checkpoint-steps {args.checkpoint_steps} --checkpoint-minutes {args.checkpoint_minutes}: "
-                         "accepted: an int >= 1 and a number > 0")  # fmt: skip
+        raise ValueError(
+            f"--checkpoint-steps {args.checkpoint_steps} --checkpoint-minutes {args.checkpoint_minutes}: "
+            "accepted: an int >= 1 and a number > 0"
+        )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -82,23 +110,40 @@ def _train(args: argparse.Namespace) -> int:
     (method,) = parse_methods(args.method)
     (spec,) = _specs(args, [method], [args.seed])
     spec.progress_bar = not args.no_progress
-    spec.overrides = {f"{kind}_budget": getattr(args, f"{kind}_budget") for kind in ("deploy", "train")
-                      if getattr(args, f"{kind}_budget") is not None}  # fmt: skip
+    spec.overrides = {
+        f"{kind}_budget": getattr(args, f"{kind}_budget")
+        for kind in ("deploy", "train")
+        if getattr(args, f"{kind}_budget") is not None
+    }
     spec.overrides.update(dict(args.set or []))
     summary = train_one(spec)  # continues from the run's checkpoint if it was interrupted
-    print(f"{method} on {args.env}, seed {args.seed}: score {summary['score']:.1f}, params {summary['params']}, "
-          f"{summary['wall_s']:.0f} s")  # fmt: skip
+    print(
+        f"{method} on {args.env}, seed {args.seed}: score {summary['score']:.1f}, params {summary['params']}, "
+        f"{summary['wall_s']:.0f} s"
+    )
     for kind, entry in (summary.get("budgets") or {}).items():
         if isinstance(entry, dict):
-            print(f"{kind} budget {entry['budget']:,}: {entry['params']:,} parameters, "
-                  f"{'met' if entry['met'] else 'NOT met'}")  # fmt: skip
+            print(
+                f"{kind} budget {entry['budget']:,}: {entry['params']:,} parameters, "
+                f"{'met' if entry['met'] else 'NOT met'}"
+            )
     print(f"model, evaluations.npz and summary.json in {spec.run_dir}")
     return 0
 
 
 #: compare's settings that define the sweep (saved in sweep.json, read back by --resume)
-_SWEEP_KEYS = ("env", "methods", "seeds", "timesteps", "eval_freq", "eval_episodes", "device", "hyperparams",
-               "checkpoint_steps", "checkpoint_minutes")  # fmt: skip
+_SWEEP_KEYS = (
+    "env",
+    "methods",
+    "seeds",
+    "timesteps",
+    "eval_freq",
+    "eval_episodes",
+    "device",
+    "hyperparams",
+    "checkpoint_steps",
+    "checkpoint_minutes",
+)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -118,8 +163,10 @@ def _compare(args: argparse.Namespace) -> int:
     specs = _specs(args, methods, list(range(args.seeds)))
     save_sweep(args.out, {key: getattr(args, key) for key in _SWEEP_KEYS})
     where = f"{args.jobs} at a time" if args.backend == "local" else f"as Ray tasks ({args.address or 'local Ray'})"
-    print(f"{len(specs)} runs ({', '.join(methods)} x {args.seeds} seeds) on {args.env}, {where}; "
-          "finished runs are skipped, interrupted ones continue from their checkpoint")
+    print(
+        f"{len(specs)} runs ({', '.join(methods)} x {args.seeds} seeds) on {args.env}, {where}; "
+        "finished runs are skipped, interrupted ones continue from their checkpoint"
+    )
     start = time.perf_counter()
     results = run_sweep(specs, args.jobs, args.backend, args.address, args.num_cpus, args.num_gpus)
     failed = [r for r in results if r.get("status") == "failed"]
@@ -162,8 +209,10 @@ def _measure(args: argparse.Namespace) -> int:
     for run_dir in runs:
         speed = measure_run(run_dir, args.threads)
         latency, step = speed.get("deploy_latency_ms"), speed.get("train_step_ms")
-        print(f"{run_dir}: deploy latency {'n/a' if latency is None else f'{1e3 * latency:.1f} us'}, "
-              f"train step {'n/a' if step is None else f'{step:.2f} ms'}")  # fmt: skip
+        print(
+            f"{run_dir}: deploy latency {'n/a' if latency is None else f'{1e3 * latency:.1f} us'}, "
+            f"train step {'n/a' if step is None else f'{step:.2f} ms'}"
+        )
     return 0
 
 
@@ -178,8 +227,10 @@ def _export(args: argparse.Namespace) -> int:
     model = ALGOS[args.algo].load(args.model, device="cpu")
     export_policy(model, args.out)
     counts = param_counts(model)
-    print(f"exported {args.model} -> {args.out} (deploy params: {counts['deploy']:,}; checked against predict "
-          f"to {EXPORT_ATOL:g} per unit of action bound)")  # fmt: skip
+    print(
+        f"exported {args.model} -> {args.out} (deploy params: {counts['deploy']:,}; checked against predict "
+        f"to {EXPORT_ATOL:g} per unit of action bound)"
+    )
     return 0
 
 
@@ -195,13 +246,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--method", default="prune-b", help=f"one of {methods} (default: prune-b)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--deploy-budget", type=_budget_value,
-                       help="deploy parameters to end at or below: an int (e.g. 20000), or a fraction of the "
-                            "initial size in (0, 1) (SAC_OFEXi methods with gates)")  # fmt: skip
+    train.add_argument(
+        "--deploy-budget",
+        type=_budget_value,
+        help="deploy parameters to end at or below: an int (e.g. 20000), or a fraction of the "
+        "initial size in (0, 1) (SAC_OFEXi methods with gates)",
+    )
     train.add_argument("--train-budget", type=_budget_value, help="the same for train parameters")
-    train.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE",
-                       help="override one keyword of the method's YAML entry, e.g. --set nu_rl_reference=sb3 "
-                            "(SAC_OFEXi methods; repeatable)")  # fmt: skip
+    train.add_argument(
+        "--set",
+        type=_key_value,
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one keyword of the method's YAML entry, e.g. --set nu_rl_reference=sb3 "
+        "(SAC_OFEXi methods; repeatable)",
+    )
     train.set_defaults(func=_train)
 
     compare = commands.add_parser(
@@ -211,12 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods", default="sac,ofe,prune-b", help=f"comma-separated, from {methods}")
     compare.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
     compare.add_argument("--jobs", type=int, default=1, help="local backend: runs in parallel processes (default: 1)")
-    compare.add_argument("--resume", action="store_true",
-                         help="continue the sweep saved in --out (sweep.json): finished runs are skipped, "
-                              "unfinished ones continue from their last checkpoint (re-running the same "
-                              "command does the same)")  # fmt: skip
-    compare.add_argument("--backend", default="local", choices=["local", "ray"],
-                         help="local processes (default) or Ray tasks (pip install 'sb3_ofexi[ray]')")
+    compare.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the sweep saved in --out (sweep.json): finished runs are skipped, "
+        "unfinished ones continue from their last checkpoint (re-running the same "
+        "command does the same)",
+    )
+    compare.add_argument(
+        "--backend",
+        default="local",
+        choices=["local", "ray"],
+        help="local processes (default) or Ray tasks (pip install 'sb3_ofexi[ray]')",
+    )
     compare.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     compare.add_argument("--num-cpus", type=float, default=1.0, help="Ray: CPUs per run (default 1)")
     compare.add_argument("--num-gpus", type=float, default=0.0, help="Ray: GPUs per run (default 0)")
@@ -225,8 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild the report from existing run directories")
     report.add_argument("dir", help="a folder written by 'compare' (METHOD/seedN/summary.json)")
     report.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (for the OFE baseline's counts)")
-    report.add_argument("--smooth", type=int, default=1,
-                        help="learning curves as an N-point moving mean (the paper's figures: 5; default 1: raw)")
+    report.add_argument(
+        "--smooth",
+        type=int,
+        default=1,
+        help="learning curves as an N-point moving mean (the paper's figures: 5; default 1: raw)",
+    )
     report.set_defaults(func=_report)
 
     results = commands.add_parser(
@@ -234,15 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     results.add_argument("dir", help="a folder of task folders, e.g. docs/results")
     results.add_argument("--out", default="docs/RESULTS.md", help="the page to write (default docs/RESULTS.md)")
-    results.add_argument("--publish", metavar="RUNS",
-                         help="first copy the small result files (summary.json, evaluations.npz, speed.json, "
-                              "failed.json; no models) of RUNS/ENV/METHOD/seedN into DIR")  # fmt: skip
+    results.add_argument(
+        "--publish",
+        metavar="RUNS",
+        help="first copy the small result files (summary.json, evaluations.npz, speed.json, "
+        "failed.json; no models) of RUNS/ENV/METHOD/seedN into DIR",
+    )
     results.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (for the OFE baseline's counts)")
-    results.add_argument("--study", metavar="DIR",
-                         help="the long study's published folder (docs/study): it leads the page, with its "
-                              "pre-registered criterion, outcome and progress")  # fmt: skip
-    results.add_argument("--smooth", type=int, default=1,
-                         help="learning curves as an N-point moving mean (the paper's figures: 5; default 1: raw)")
+    results.add_argument(
+        "--study",
+        metavar="DIR",
+        help="the long study's published folder (docs/study): it leads the page, with its "
+        "pre-registered criterion, outcome and progress",
+    )
+    results.add_argument(
+        "--smooth",
+        type=int,
+        default=1,
+        help="learning curves as an N-point moving mean (the paper's figures: 5; default 1: raw)",
+    )
     results.set_defaults(func=_results)
 
     measure = commands.add_parser(
@@ -254,8 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export the deterministic policy of a saved model to .onnx or .pt")
     export.add_argument("model", help="a saved model (.zip)")
-    export.add_argument("--algo", default="sac_ofexi",
-                        help="the class that saved it: sac_ofexi (default), polyprune_sac, eaudesac or sac")
+    export.add_argument(
+        "--algo",
+        default="sac_ofexi",
+        help="the class that saved it: sac_ofexi (default), polyprune_sac, eaudesac or sac",
+    )
     export.add_argument("out", help="output file: .onnx (checked with onnxruntime) or .pt (TorchScript)")
     export.set_defaults(func=_export)
     return parser

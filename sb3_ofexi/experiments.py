@@ -37,8 +37,8 @@ from sb3_ofexi.common.complexity import count_params, mlp_param_count
 from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
 from sb3_ofexi.common.pruning import PruningCallback
 from sb3_ofexi.common.xi import xi_gates
-from sb3_ofexi.measure import measure_speed
 from sb3_ofexi.eaudesac import EauDeSAC
+from sb3_ofexi.measure import measure_speed
 from sb3_ofexi.polyprune import PolyPruneSAC
 from sb3_ofexi.sac_ofexi import SAC_OFEXi
 
@@ -58,8 +58,12 @@ METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
     "eaudesac": ("eaudesac", EauDeSAC),
 }
 #: rl-zoo3's names of the algorithms (``--algo``)
-ALGOS: dict[str, type[BaseAlgorithm]] = {"sac_ofexi": SAC_OFEXi, "polyprune_sac": PolyPruneSAC, "eaudesac": EauDeSAC,
-                                         "sac": SAC}  # fmt: skip
+ALGOS: dict[str, type[BaseAlgorithm]] = {
+    "sac_ofexi": SAC_OFEXi,
+    "polyprune_sac": PolyPruneSAC,
+    "eaudesac": EauDeSAC,
+    "sac": SAC,
+}
 #: rl-zoo3 keys that change the environment rather than the algorithm
 _ENV_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
 #: a run checkpoints every 50k env steps or 10 minutes of wall time, whichever comes first
@@ -148,16 +152,19 @@ def scale_schedule(hyperparams: dict[str, Any], timesteps: int) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             continue
         hyperparams[key] = schedule_point(value, starts, n_timesteps, timesteps)
-        print(f"  {key}: {value:,} env steps of the entry's {n_timesteps:,} -> {hyperparams[key]:,} "
-              f"of this run's {timesteps:,} (learning_starts {starts:,})")  # fmt: skip
+        print(
+            f"  {key}: {value:,} env steps of the entry's {n_timesteps:,} -> {hyperparams[key]:,} "
+            f"of this run's {timesteps:,} (learning_starts {starts:,})"
+        )
 
 
 def schedule_point(value: int, learning_starts: int, n_timesteps: int, timesteps: int) -> int:
     """Where env step ``value`` of an ``n_timesteps`` budget goes in a ``timesteps`` budget
     (:func:`scale_schedule`): the same fraction of the gradient steps after ``learning_starts``."""
     if learning_starts <= value and learning_starts < min(timesteps, n_timesteps):
-        return learning_starts + round((value - learning_starts) * (timesteps - learning_starts)
-                                       / (n_timesteps - learning_starts))  # fmt: skip
+        return learning_starts + round(
+            (value - learning_starts) * (timesteps - learning_starts) / (n_timesteps - learning_starts)
+        )
     # a point before the first update, or a budget without updates: env steps, proportionally
     return round(value * timesteps / n_timesteps)
 
@@ -205,8 +212,12 @@ class SizeHistory(BaseCallback):
         row: dict[str, Any] = {"timesteps": self.num_timesteps, **param_counts(self.model)}
         if isinstance(self.model, SAC_OFEXi):
             policy = self.model.policy
-            nets = {"phi_o": policy.ofe.phi_o, "phi_oa": policy.ofe.phi_oa, "actor": policy.actor,
-                    "critic": policy.critic}  # fmt: skip
+            nets = {
+                "phi_o": policy.ofe.phi_o,
+                "phi_oa": policy.ofe.phi_oa,
+                "actor": policy.actor,
+                "critic": policy.critic,
+            }
             for name, net in nets.items():
                 thetas = [g.theta.detach() for g in xi_gates(net) if g.n_units > 0]
                 row[f"theta_{name}"] = float(th.cat(thetas).mean()) if thetas else float("nan")
@@ -278,8 +289,9 @@ def _build_fresh(spec: RunSpec, algo: type[BaseAlgorithm], hyperparams: dict[str
 def _build_resumed(spec: RunSpec, algo: type[BaseAlgorithm], checkpoint: pathlib.Path):
     envs = pickle.loads((checkpoint / "envs.pkl").read_bytes())
     env = env_restore(envs["train"]) if envs["train"] else make_vec_env(spec.env_id, n_envs=1, seed=spec.seed)
-    eval_env = env_restore(envs["eval"]) if envs["eval"] else make_vec_env(spec.env_id, n_envs=1,
-                                                                            seed=spec.seed + 10_000)  # fmt: skip
+    eval_env = (
+        env_restore(envs["eval"]) if envs["eval"] else make_vec_env(spec.env_id, n_envs=1, seed=spec.seed + 10_000)
+    )
     model = algo.load(checkpoint / "model.zip", env=env, device=spec.device, force_reset=envs["train"] is None)
     model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
     with open(checkpoint / "state.pkl", "rb") as handle:
@@ -306,8 +318,10 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
     if spec.overrides and not issubclass(algo, SAC_OFEXi):  # size budgets are SAC_OFEXi's
         accepted = [m for m, (_, cls) in METHODS.items() if cls is SAC_OFEXi]
-        raise ValueError(f"{sorted(spec.overrides)} apply to SAC_OFEXi methods only, not to {spec.method!r} "
-                         f"({algo.__name__}): accepted methods: {accepted}")  # fmt: skip
+        raise ValueError(
+            f"{sorted(spec.overrides)} apply to SAC_OFEXi methods only, not to {spec.method!r} "
+            f"({algo.__name__}): accepted methods: {accepted}"
+        )
     hyperparams.update(spec.overrides)
     scale_schedule(hyperparams, spec.timesteps)
     eval_freq = spec.eval_freq or default_eval_freq(spec.timesteps)
@@ -316,8 +330,14 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         model, env, eval_env, state = _build_fresh(spec, algo, hyperparams)
     else:
         model, env, eval_env, state = _build_resumed(spec, algo, checkpoint)
-    evaluation = EvalCallback(eval_env, eval_freq=eval_freq, n_eval_episodes=spec.eval_episodes,
-                              log_path=str(run_dir), deterministic=True, verbose=0)  # fmt: skip
+    evaluation = EvalCallback(
+        eval_env,
+        eval_freq=eval_freq,
+        n_eval_episodes=spec.eval_episodes,
+        log_path=str(run_dir),
+        deterministic=True,
+        verbose=0,
+    )
     history = SizeHistory(eval_freq)
     callbacks: dict[str, BaseCallback] = {"evaluation": evaluation, "history": history}
     if isinstance(model, SAC_OFEXi) and model.use_xi and model.prune_freq:
@@ -328,16 +348,30 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     wall_before = state["wall_s"]
 
     def run_state() -> dict[str, Any]:
-        return {"wall_s": wall_before + time.perf_counter() - start, "sittings": state["sittings"] + 1,
-                "callbacks": {name: callback_state(cb) for name, cb in callbacks.items()}}  # fmt: skip
+        return {
+            "wall_s": wall_before + time.perf_counter() - start,
+            "sittings": state["sittings"] + 1,
+            "callbacks": {name: callback_state(cb) for name, cb in callbacks.items()},
+        }
 
-    saver = RunCheckpoint(run_dir, {"train": env, "eval": eval_env}, run_state, spec.checkpoint_steps,
-                          spec.checkpoint_seconds, spec.timesteps, evaluation)  # fmt: skip
+    saver = RunCheckpoint(
+        run_dir,
+        {"train": env, "eval": eval_env},
+        run_state,
+        spec.checkpoint_steps,
+        spec.checkpoint_seconds,
+        spec.timesteps,
+        evaluation,
+    )
     if checkpoint is not None:
         set_rng_state(model, state["rng"])  # after load(), which reseeds
     remaining = spec.timesteps - model.num_timesteps
-    model.learn(remaining, callback=[*callbacks.values(), saver], progress_bar=spec.progress_bar,
-                reset_num_timesteps=checkpoint is None)  # fmt: skip
+    model.learn(
+        remaining,
+        callback=[*callbacks.values(), saver],
+        progress_bar=spec.progress_bar,
+        reset_num_timesteps=checkpoint is None,
+    )
     wall = run_state()["wall_s"]
     model.save(run_dir / "model")
 
@@ -346,7 +380,9 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     summary = {
         **asdict(spec),
         "algo": algo.__name__,
-        "hyperparams": {k: repr(v) if not isinstance(v, (int, float, str, bool)) else v for k, v in hyperparams.items()},
+        "hyperparams": {
+            k: repr(v) if not isinstance(v, (int, float, str, bool)) else v for k, v in hyperparams.items()
+        },
         "wall_s": wall,
         "sittings": state["sittings"] + 1,
         "eval_timesteps": timesteps.tolist(),
@@ -446,10 +482,14 @@ def _budget_summary(model: BaseAlgorithm) -> dict[str, Any] | None:
         return None
     counts = model.param_counts()
     summary: dict[str, Any] = {
-        kind: {"budget": budget, "params": counts[kind], "met": counts[kind] <= budget,
-               "nu_multiplier": model.nu_multipliers[kind]}
+        kind: {
+            "budget": budget,
+            "params": counts[kind],
+            "met": counts[kind] <= budget,
+            "nu_multiplier": model.nu_multipliers[kind],
+        }
         for kind, budget in model.budgets().items()
-    }  # fmt: skip
+    }
     summary["dropped_at_rounding"] = model.budget_dropped_units
     return summary
 
@@ -461,9 +501,12 @@ def run_safely(spec: RunSpec) -> dict[str, Any]:
         return {"status": "done", **train_one(spec)}
     except Exception as error:  # noqa: BLE001 -- one failing run must not stop the others
         record = {
-            **asdict(spec), "status": "failed", "error": f"{type(error).__name__}: {error}",
-            "traceback": traceback.format_exc(), "time": time.time(),
-        }  # fmt: skip
+            **asdict(spec),
+            "status": "failed",
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(),
+            "time": time.time(),
+        }
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         (spec.run_dir / "failed.json").write_text(json.dumps(record, indent=1))
         return record

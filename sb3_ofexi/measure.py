@@ -102,8 +102,12 @@ def measure_speed(model: BaseAlgorithm) -> dict[str, Any]:
     (a run's results must not be lost to a failed timing)."""
     import platform
 
-    result: dict[str, Any] = {"torch_threads": th.get_num_threads(), "onnx_threads": 1, "time": time.time(),
-                              "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), torch {th.__version__}"}  # fmt: skip
+    result: dict[str, Any] = {
+        "torch_threads": th.get_num_threads(),
+        "onnx_threads": 1,
+        "time": time.time(),
+        "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), torch {th.__version__}",
+    }
     for key, function in (("deploy_latency_ms", deploy_latency_ms), ("train_step_ms", train_step_ms)):
         try:
             result[key] = function(model)

@@ -22,23 +22,43 @@ from sb3_ofexi.measure import run_speed
 
 #: The paper's Tables 3 and 4 (its MuJoCo v2 tasks): score, dR, tR, deploy / train params in thousands
 PAPER_TABLES: dict[str, dict[str, tuple[int, int | None, int | None, int, int]]] = {
-    "HalfCheetah": {"sac": (12757, 42, 35, 74, 289), "sac-big": (15534, 621, 524, 1081, 4300),
-                    "ofe": (16609, 100, 100, 174, 821), "ofe-big": (17299, 739, 765, 1286, 6276),
-                    "prune-a": (16774, 87, 179, 152, 1466), "prune-b": (16033, 16, None, 28, 390),
-                    "prune-c": (13593, 12, 29, 21, 236)},
-    "Ant": {"sac": (4974, 53, 49, 100, 389), "sac-big": (6345, 635, 588, 1182, 4695),
-            "ofe": (7161, 100, 100, 187, 799), "ofe-big": (7608, 565, None, 1057, 5114),
-            "prune-a": (7229, 130, 139, 242, 1111), "prune-b": (6517, 39, 72, 73, 576),
-            "prune-c": (5829, 22, 33, 41, 266)},
-    "Hopper": {"sac": (3197, 51, 43, 71, 280), "sac-big": (3534, 773, 656, 1069, 4264),
-               "ofe": (3548, 100, 100, 139, 651), "ofe-big": (3699, 665, 702, 924, 4573),
-               "prune-a": (3659, 39, 86, 55, 556), "prune-b": (3515, 10, 38, 15, 246),
-               "prune-c": (3470, 6, 16, 8, 102)},
-    "Walker2d": {"sac": (3998, 52, 44, 74, 289), "sac-big": (4976, 759, 649, 1081, 4301),
-                 "ofe": (5468, 100, 100, 143, 663), "ofe-big": (5490, 653, 696, 934, 4613),
-                 "prune-a": (5679, 253, 330, 361, 2187), "prune-b": (5152, 47, 88, 67, 586),
-                 "prune-c": (4803, 35, 59, 50, 389)},
-}  # fmt: skip
+    "HalfCheetah": {
+        "sac": (12757, 42, 35, 74, 289),
+        "sac-big": (15534, 621, 524, 1081, 4300),
+        "ofe": (16609, 100, 100, 174, 821),
+        "ofe-big": (17299, 739, 765, 1286, 6276),
+        "prune-a": (16774, 87, 179, 152, 1466),
+        "prune-b": (16033, 16, None, 28, 390),
+        "prune-c": (13593, 12, 29, 21, 236),
+    },
+    "Ant": {
+        "sac": (4974, 53, 49, 100, 389),
+        "sac-big": (6345, 635, 588, 1182, 4695),
+        "ofe": (7161, 100, 100, 187, 799),
+        "ofe-big": (7608, 565, None, 1057, 5114),
+        "prune-a": (7229, 130, 139, 242, 1111),
+        "prune-b": (6517, 39, 72, 73, 576),
+        "prune-c": (5829, 22, 33, 41, 266),
+    },
+    "Hopper": {
+        "sac": (3197, 51, 43, 71, 280),
+        "sac-big": (3534, 773, 656, 1069, 4264),
+        "ofe": (3548, 100, 100, 139, 651),
+        "ofe-big": (3699, 665, 702, 924, 4573),
+        "prune-a": (3659, 39, 86, 55, 556),
+        "prune-b": (3515, 10, 38, 15, 246),
+        "prune-c": (3470, 6, 16, 8, 102),
+    },
+    "Walker2d": {
+        "sac": (3998, 52, 44, 74, 289),
+        "sac-big": (4976, 759, 649, 1081, 4301),
+        "ofe": (5468, 100, 100, 143, 663),
+        "ofe-big": (5490, 653, 696, 934, 4613),
+        "prune-a": (5679, 253, 330, 361, 2187),
+        "prune-b": (5152, 47, 88, 67, 586),
+        "prune-c": (4803, 35, 59, 50, 389),
+    },
+}
 PNG_CURVES = "learning_curves.png"
 PNG_UNITS = "units_per_layer.png"
 PNG_THETA = "theta_over_time.png"
@@ -106,9 +126,7 @@ def _iqm_with_ci(scores: dict[str, np.ndarray]) -> dict[str, tuple[float, float,
     if not eligible:
         return {}
     np.random.seed(0)  # rliable's bootstrap draws from numpy's global generator
-    points, intervals = rly.get_interval_estimates(
-        eligible, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=2000
-    )
+    points, intervals = rly.get_interval_estimates(eligible, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=2000)
     return {m: (float(points[m][0]), float(intervals[m][0, 0]), float(intervals[m][1, 0])) for m in eligible}
 
 
@@ -129,9 +147,13 @@ def tables(runs: dict[str, list[dict[str, Any]]], baseline: dict[str, int] | Non
     finals = {m: np.array([s["final_return"] for s in group]) for m, group in runs.items()}
     iqm = _iqm_with_ci(scores)
     numbers: dict[str, Any] = {}
-    table3 = [(f"| method | seeds | score per seed | mean | IQM [95% CI] ({MIN_SEEDS_IQM}+ seeds) or range | "
-              "final return per seed | dR | tR | tR (paper conv.) |"),
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    table3 = [
+        (
+            f"| method | seeds | score per seed | mean | IQM [95% CI] ({MIN_SEEDS_IQM}+ seeds) or range | "
+            "final return per seed | dR | tR | tR (paper conv.) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     table4 = ["| method | deploy params (k) | train params (k) | train params, paper conv. (k) |", "|---|---|---|---|"]
     for method, group in runs.items():
         deploy = float(np.mean([s["params"]["deploy"] for s in group]))
@@ -147,18 +169,25 @@ def tables(runs: dict[str, list[dict[str, Any]]], baseline: dict[str, int] | Non
         t_ratio = _ratio(train, baseline["train"] if baseline else None)
         base_paper = baseline.get("train_paper") if baseline else None
         tp_ratio = _ratio(train_paper, base_paper) if train_paper is not None else "n/a"
-        table3.append(f"| {method} | {len(group)} | {_values(score)} | {score.mean():.1f} | {spread} | "
-                      f"{_values(finals[method])} | {d_ratio} | {t_ratio} | {tp_ratio} |")  # fmt: skip
+        table3.append(
+            f"| {method} | {len(group)} | {_values(score)} | {score.mean():.1f} | {spread} | "
+            f"{_values(finals[method])} | {d_ratio} | {t_ratio} | {tp_ratio} |"
+        )
         paper_text = f"{train_paper / 1e3:.1f}" if train_paper is not None else "n/a"
         table4.append(f"| {method} | {deploy / 1e3:.1f} | {train / 1e3:.1f} | {paper_text} |")
         numbers[method] = {
-            "scores": score.tolist(), "final_returns": finals[method].tolist(), "mean": float(score.mean()),
-            "std": float(score.std()), "iqm": iqm.get(method), "deploy": deploy, "train": train,
+            "scores": score.tolist(),
+            "final_returns": finals[method].tolist(),
+            "mean": float(score.mean()),
+            "std": float(score.std()),
+            "iqm": iqm.get(method),
+            "deploy": deploy,
+            "train": train,
             "dR": deploy / baseline["deploy"] if baseline else None,
             "tR": train / baseline["train"] if baseline else None,
             "train_paper": train_paper,
             "tR_paper": train_paper / base_paper if train_paper is not None and base_paper else None,
-        }  # fmt: skip
+        }
     return "\n".join(table3), "\n".join(table4), numbers
 
 
@@ -172,25 +201,47 @@ def schedule_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
                 continue
             hyperparams = summary.get("hyperparams") or {}
             record = summary.get("xi_record") or _schedule_from_settings(summary)
-            learning = ("n/a" if "learning_from_update" not in record or "rounded_from_update" not in record
-                        else f"{record['rounded_from_update'] - record['learning_from_update']:,.0f}")  # fmt: skip
-            window = (f"{record['learning_from_step']:,.0f} to {record['rounded_from_step']:,.0f}"
-                      if "rounded_from_step" in record and "learning_from_step" in record else "n/a")  # fmt: skip
+            learning = (
+                "n/a"
+                if "learning_from_update" not in record or "rounded_from_update" not in record
+                else f"{record['rounded_from_update'] - record['learning_from_update']:,.0f}"
+            )
+            window = (
+                f"{record['learning_from_step']:,.0f} to {record['rounded_from_step']:,.0f}"
+                if "rounded_from_step" in record and "learning_from_step" in record
+                else "n/a"
+            )
             pretrain = record.get("ofe_pretrain_updates", "n/a")
             theta_lr = hyperparams.get("theta_lr") or hyperparams.get("learning_rate", 3e-4)
             undecided = (record.get("before_rounding") or {}).get("undecided")
-            shares = ("not recorded (a run made before the diagnostics)" if undecided is None else
-                      ", ".join(f"{net} {100 * share:.0f}%" for net, share in undecided.items()))  # fmt: skip
-            rows.append(f"| {method} | {summary['seed']} | {window} | {learning} | {pretrain} | {theta_lr} | {shares} |")
+            shares = (
+                "not recorded (a run made before the diagnostics)"
+                if undecided is None
+                else ", ".join(f"{net} {100 * share:.0f}%" for net, share in undecided.items())
+            )
+            rows.append(
+                f"| {method} | {summary['seed']} | {window} | {learning} | {pretrain} | {theta_lr} | {shares} |"
+            )
     if not rows:
         return []
-    return ["## The thetas' schedule", "",
-            ("Per run with gates: env steps in which the thetas learned, the gradient updates that took (Adam moves "
+    return [
+        "## The thetas' schedule",
+        "",
+        (
+            "Per run with gates: env steps in which the thetas learned, the gradient updates that took (Adam moves "
             "a theta by about one learning rate per update at most, so crossing [0, 1] takes >= 1/theta-lr "
             "updates of a consistent push), the OFE pre-training updates, the theta learning rate, and the share "
-            "of alive thetas (>= theta_tol) still undecided (below 0.9) just before rounding, per network."), "",
-            ("| method | seed | thetas learn (env steps) | θ-learning updates | OFE pre-training updates | θ-lr | "
-            "undecided before rounding |"), "|---|---|---|---|---|---|---|", *rows, ""]  # fmt: skip
+            "of alive thetas (>= theta_tol) still undecided (below 0.9) just before rounding, per network."
+        ),
+        "",
+        (
+            "| method | seed | thetas learn (env steps) | θ-learning updates | OFE pre-training updates | θ-lr | "
+            "undecided before rounding |"
+        ),
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _schedule_from_settings(summary: dict[str, Any]) -> dict[str, Any]:
@@ -204,10 +255,16 @@ def _schedule_from_settings(summary: dict[str, Any]) -> dict[str, Any]:
     start = hyperparams.get("xi_start", 0.2)
     start = start * timesteps if isinstance(start, float) else float(start)
     end = rounding_step(summary)
-    record: dict[str, Any] = {"ofe_pretrain_updates": hyperparams.get("ofe_pretrain_steps") or min(10_000, int(0.01 * timesteps))}
+    record: dict[str, Any] = {
+        "ofe_pretrain_updates": hyperparams.get("ofe_pretrain_steps") or min(10_000, int(0.01 * timesteps))
+    }
     if end is not None:
-        record.update(learning_from_step=start, rounded_from_step=end, learning_from_update=max(0.0, start - starts),
-                      rounded_from_update=max(0.0, end - starts))  # fmt: skip
+        record.update(
+            learning_from_step=start,
+            rounded_from_step=end,
+            learning_from_update=max(0.0, start - starts),
+            rounded_from_update=max(0.0, end - starts),
+        )
     return record
 
 
@@ -260,17 +317,22 @@ def paper_section(env_id: str, methods: list[str]) -> list[str]:
     return [
         f"## The paper's numbers for {task} (Tables 3 and 4)",
         "",
-        (f"From Guenter & Sideris (arXiv 2507.11975), on {task}-v2 (MuJoCo v2; ours run {env_id}), "
-        f"{'2M' if task == 'HalfCheetah' else '1M'} env steps at the paper's network sizes, one score per "
-        "method (the paper does not give its number of seeds). Train counts follow the paper's convention "
-        "(with a V network, without f_pred). ≈: not legible in the paper's Table 3, derived from its Table 4."),
+        (
+            f"From Guenter & Sideris (arXiv 2507.11975), on {task}-v2 (MuJoCo v2; ours run {env_id}), "
+            f"{'2M' if task == 'HalfCheetah' else '1M'} env steps at the paper's network sizes, one score per "
+            "method (the paper does not give its number of seeds). Train counts follow the paper's convention "
+            "(with a V network, without f_pred). ≈: not legible in the paper's Table 3, derived from its Table 4."
+        ),
         "",
         "| method (paper) | score | dR | tR | deploy params (k) | train params (k) |",
         "|---|---|---|---|---|---|",
-        *[f"| {m} | {table[m][0]} | {pct(table[m][1], m, 3)} | {pct(table[m][2], m, 4)} | {table[m][3]} | "
-          f"{table[m][4]} |" for m in rows],
+        *[
+            f"| {m} | {table[m][0]} | {pct(table[m][1], m, 3)} | {pct(table[m][2], m, 4)} | {table[m][3]} | "
+            f"{table[m][4]} |"
+            for m in rows
+        ],
         "",
-    ]  # fmt: skip
+    ]
 
 
 def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str, smooth: int = 1) -> list[str]:
@@ -313,19 +375,26 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
             layers = np.array([s["units"]["phi_o"] + s["units"]["phi_oa"] for s in group], dtype=float).mean(0)
             n_o = len(group[0]["units"]["phi_o"])
             x = np.arange(len(layers)) + i * width
-            bars = ax.bar(x, layers, width, label=f"{method} (phi_o {layers[:n_o].sum():.0f}, "
-                                                  f"phi_oa {layers[n_o:].sum():.0f})")  # fmt: skip
+            bars = ax.bar(
+                x, layers, width, label=f"{method} (phi_o {layers[:n_o].sum():.0f}, phi_oa {layers[n_o:].sum():.0f})"
+            )
             ax.bar_label(bars, fmt="%.0f", fontsize=7)
         labels = [f"o{i + 1}" for i in range(n_o)] + [f"oa{i + 1}" for i in range(len(layers) - n_o)]
         ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, labels)
-        ax.set(xlabel="OFE block (phi_o, then phi_oa)", ylabel="units after training",
-               title=f"{env_id}: units per OFE layer")  # fmt: skip
+        ax.set(
+            xlabel="OFE block (phi_o, then phi_oa)",
+            ylabel="units after training",
+            title=f"{env_id}: units per OFE layer",
+        )
         ax.legend(fontsize=8)
         written.append(save(fig, PNG_UNITS))
 
     # theta and units alive over time, pruning methods only
-    xi_runs = {m: g for m, g in runs.items() if g[0]["history"] and "theta_phi_o" in g[0]["history"][0]
-               and m.startswith("prune")}  # fmt: skip
+    xi_runs = {
+        m: g
+        for m, g in runs.items()
+        if g[0]["history"] and "theta_phi_o" in g[0]["history"][0] and m.startswith("prune")
+    }
     if xi_runs:
         nets = ("phi_o", "phi_oa", "actor", "critic")
         fig, axes = plt.subplots(2, len(nets), figsize=(13, 6), sharex=True)
@@ -350,9 +419,13 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
     diagnosed = {m: g for m, g in runs.items() if any(s.get("theta_history") for s in g)}
     if diagnosed:
         nets = ("phi_o", "phi_oa", "actor", "critic")
-        keys = (("task_grad", "|task gradient|"), ("task_grad_signed", "mean task gradient\n(< 0: keep on)"),
-                ("push", "regulariser push"), ("adam_rate", "Adam |update| / lr"),
-                ("undecided", "undecided share"))  # fmt: skip
+        keys = (
+            ("task_grad", "|task gradient|"),
+            ("task_grad_signed", "mean task gradient\n(< 0: keep on)"),
+            ("push", "regulariser push"),
+            ("adam_rate", "Adam |update| / lr"),
+            ("undecided", "undecided share"),
+        )
         fig, axes = plt.subplots(len(keys), len(nets), figsize=(14, 12), sharex=True)
         for method, group in diagnosed.items():
             rows = [r for s in group for r in (s.get("theta_history") or [])]
@@ -361,8 +434,10 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
                 for layer in layers:
                     steps = sorted({r["timesteps"] for r in rows if r["layer"] == layer})
                     for i, (key, _) in enumerate(keys):
-                        values = [np.nanmean([r[key] for r in rows if r["layer"] == layer and r["timesteps"] == t])
-                                  for t in steps]  # fmt: skip
+                        values = [
+                            np.nanmean([r[key] for r in rows if r["layer"] == layer and r["timesteps"] == t])
+                            for t in steps
+                        ]
                         label = f"{method} {layer}" if len(diagnosed) > 1 else layer
                         axes[i, j].plot(steps, values, label=label if i == 0 else None, linewidth=1)
                 axes[0, j].set_title(net)
@@ -390,8 +465,11 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
                 if f"sparsity_{net}" in group[0]["history"][-1]:
                     values = np.array([[row.get(f"sparsity_{net}", np.nan) for row in s["history"][:n]] for s in group])
                     ax.plot(steps, np.nanmean(values, 0), style, label=f"{method} {net}")
-        ax.set(xlabel="environment steps", ylabel="sparsity (fraction of weights masked)",
-               title=f"{env_id}: sparsity of the masked peers")  # fmt: skip
+        ax.set(
+            xlabel="environment steps",
+            ylabel="sparsity (fraction of weights masked)",
+            title=f"{env_id}: sparsity of the masked peers",
+        )
         ax.legend(fontsize=8)
         written.append(save(fig, PNG_SPARSITY))
     return written
@@ -410,11 +488,19 @@ def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict
         speeds = [s.get("speed") or {} for s in group]
         latency = _median([sp.get("deploy_latency_ms") for sp in speeds])
         step = _median([sp.get("train_step_ms") for sp in speeds])
-        sources.update(f"{sp.get('source', 'end of the run')}, torch threads {sp.get('torch_threads')}"
-                       + (f", {sp['machine']}" if sp.get("machine") else "") for sp in speeds if sp)  # fmt: skip
+        sources.update(
+            f"{sp.get('source', 'end of the run')}, torch threads {sp.get('torch_threads')}"
+            + (f", {sp['machine']}" if sp.get("machine") else "")
+            for sp in speeds
+            if sp
+        )
         sparsity = _median([(s.get("sparsities") or {}).get("critic") for s in group])
-        numbers[method] = {"deploy_latency_ms": latency, "train_step_ms": step, "critic_sparsity": sparsity,
-                           "wall_s": _median([s["wall_s"] for s in group])}  # fmt: skip
+        numbers[method] = {
+            "deploy_latency_ms": latency,
+            "train_step_ms": step,
+            "critic_sparsity": sparsity,
+            "wall_s": _median([s["wall_s"] for s in group]),
+        }
         rows.append(
             f"| {method} | {np.mean([s['params']['deploy'] for s in group]) / 1e3:.1f} | "
             f"{np.mean([s['params']['train'] for s in group]) / 1e3:.1f} | "
@@ -425,18 +511,22 @@ def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict
     lines = [
         "## What the savings buy (cost at the final size)",
         "",
-        ("Parameters kept (k): OFEXiNet methods remove whole units, so their matrices shrink; the masked peers "
-        "(polyprune, eaudesac) hold their pruned weights at zero in matrices of unchanged shape, so their counts "
-        "fall without any change in the arithmetic of a dense kernel. Latency: the deterministic policy exported "
-        "to ONNX by one exporter for all methods, onnxruntime on 1 thread, batch 1, median over seeds. Step: "
-        "one gradient step (`model.train`, the run's batch size) at the final size, ms, median over seeds. "
-        "Wall time: the run's training time summed over its sittings (a stopped process's paused time included), "
-        "median over seeds, so one interrupted seed does not move it. "
-        f"Measured: {'; '.join(sorted(sources)) or 'not measured'}. Timings compare methods within this "
-        "report only."),
+        (
+            "Parameters kept (k): OFEXiNet methods remove whole units, so their matrices shrink; the masked peers "
+            "(polyprune, eaudesac) hold their pruned weights at zero in matrices of unchanged shape, so their counts "
+            "fall without any change in the arithmetic of a dense kernel. Latency: the deterministic policy exported "
+            "to ONNX by one exporter for all methods, onnxruntime on 1 thread, batch 1, median over seeds. Step: "
+            "one gradient step (`model.train`, the run's batch size) at the final size, ms, median over seeds. "
+            "Wall time: the run's training time summed over its sittings (a stopped process's paused time included), "
+            "median over seeds, so one interrupted seed does not move it. "
+            f"Measured: {'; '.join(sorted(sources)) or 'not measured'}. Timings compare methods within this "
+            "report only."
+        ),
         "",
-        ("| method | deploy nonzero (k) | train nonzero (k) | critic sparsity | deploy latency (µs) | "
-        "train step (ms) | wall time per run (s) |"),
+        (
+            "| method | deploy nonzero (k) | train nonzero (k) | critic sparsity | deploy latency (µs) | "
+            "train step (ms) | wall time per run (s) |"
+        ),
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
@@ -455,13 +545,21 @@ def budget_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
             reached = ", ".join(f"{e['params']:,}" for e in entries)
             met = sum(e["met"] for e in entries)
             budgets = sorted({e["budget"] for e in entries})
-            rows.append(f"| {method} | {kind} | {', '.join(f'{b:,}' for b in budgets)} | {reached} | "
-                        f"{met} of {len(entries)} |")  # fmt: skip
+            rows.append(
+                f"| {method} | {kind} | {', '.join(f'{b:,}' for b in budgets)} | {reached} | {met} of {len(entries)} |"
+            )
     if not rows:
         return []
-    return ["## Size budgets", "", "Parameters as counted in the tables above; one size per seed.", "",
-            "| method | budget on | budget (params) | reached (per seed) | met |", "|---|---|---|---|---|",
-            *rows, ""]  # fmt: skip
+    return [
+        "## Size budgets",
+        "",
+        "Parameters as counted in the tables above; one size per seed.",
+        "",
+        "| method | budget on | budget (params) | reached (per seed) | met |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None, smooth: int = 1) -> pathlib.Path:
@@ -474,11 +572,19 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
     runs = load_runs(out, allow_empty=bool(failures), hyperparams_dir=hyperparams_dir)
     failed_lines = []
     if failures:
-        failed_lines = ["## Failed runs", "", ("Each has its traceback in METHOD/seedN/failed.json; re-running the "
-                        "same command retries them (from their last checkpoint)."), "",
-                        "| method | seed | error |", "|---|---|---|",
-                        *[f"| {f['method']} | {f['seed']} | {f['error'].splitlines()[0][:200]} |" for f in failures],
-                        ""]  # fmt: skip
+        failed_lines = [
+            "## Failed runs",
+            "",
+            (
+                "Each has its traceback in METHOD/seedN/failed.json; re-running the "
+                "same command retries them (from their last checkpoint)."
+            ),
+            "",
+            "| method | seed | error |",
+            "|---|---|---|",
+            *[f"| {f['method']} | {f['seed']} | {f['error'].splitlines()[0][:200]} |" for f in failures],
+            "",
+        ]
     if not runs:
         path = out / "report.md"
         path.write_text("\n".join(["# No run finished", "", *failed_lines]))
@@ -494,26 +600,34 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
     lines = [
         f"# {env_id}: SAC_OFEXi comparison",
         "",
-        (f"{first['timesteps']:,} env steps per run; evaluation every {first['eval_timesteps'][0]:,} steps, "
-        f"{first['eval_episodes']} deterministic episodes on a separately seeded env. Score: the best evaluation "
-        f"strictly after env step {first['score_after']:,.0f}, where prune-b rounds its thetas in a run of this "
-        "length (an evaluation at exactly that step runs before the rounding), the same window for every "
-        f"method ({first['score_evals']} evaluations): what the user gets, the rounded network (the paper, Table 3, "
-        "scores the last 20%, by which its thetas are 0 or 1). Final return: the last evaluation. IQM with a 95% "
-        f"bootstrap CI from {MIN_SEEDS_IQM} seeds up; below that, per-seed values and their range. dR / tR: "
-        "deploy / train parameters relative to OFE on this env."),
+        (
+            f"{first['timesteps']:,} env steps per run; evaluation every {first['eval_timesteps'][0]:,} steps, "
+            f"{first['eval_episodes']} deterministic episodes on a separately seeded env. Score: the best evaluation "
+            f"strictly after env step {first['score_after']:,.0f}, where prune-b rounds its thetas in a run of this "
+            "length (an evaluation at exactly that step runs before the rounding), the same window for every "
+            f"method ({first['score_evals']} evaluations): what the user gets, the rounded network (the paper, Table 3, "
+            "scores the last 20%, by which its thetas are 0 or 1). Final return: the last evaluation. IQM with a 95% "
+            f"bootstrap CI from {MIN_SEEDS_IQM} seeds up; below that, per-seed values and their range. dR / tR: "
+            "deploy / train parameters relative to OFE on this env."
+        ),
         "",
-        ("What each count includes (weights and biases; BatchNorm scale and shift; the DenseNets' diagonal V; "
-        "never the thetas, BatchNorm running statistics or the critic targets):"),
+        (
+            "What each count includes (weights and biases; BatchNorm scale and shift; the DenseNets' diagonal V; "
+            "never the thetas, BatchNorm running statistics or the critic targets):"
+        ),
         "",
         "* deploy = phi_o + actor (stock SAC: actor), as Table 1's deployment column;",
         "* train = phi_o + phi_oa + f_pred + actor + both critics (stock SAC: actor + critics);",
-        ("* polyprune / eaudesac: the same, without their masked (zero) weights; eaudesac's train count holds "
-        "its whole population of online critics;"),
-        ("* train, paper convention = train without f_pred, plus the V network of the paper's SAC (on the actor's "
-        "input, with the first critic's hidden widths), which SB3's SAC does not have. With it our OFE / SAC / "
-        "SAC-Big counts match Table 4 to 0.3%; OFE-Big's Table 4 count seems to include f_pred "
-        "(docs/COMPLEXITY.md, `python -m benchmarks.paper_counts`)."),
+        (
+            "* polyprune / eaudesac: the same, without their masked (zero) weights; eaudesac's train count holds "
+            "its whole population of online critics;"
+        ),
+        (
+            "* train, paper convention = train without f_pred, plus the V network of the paper's SAC (on the actor's "
+            "input, with the first critic's hidden widths), which SB3's SAC does not have. With it our OFE / SAC / "
+            "SAC-Big counts match Table 4 to 0.3%; OFE-Big's Table 4 count seems to include f_pred "
+            "(docs/COMPLEXITY.md, `python -m benchmarks.paper_counts`)."
+        ),
         "",
         *failed_lines,
         "## Score, dR and tR (Table 3)",
@@ -533,8 +647,9 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
     ]
     path = out / "report.md"
     path.write_text("\n".join(lines))
-    (out / "report.json").write_text(json.dumps({"env": env_id, "ofe_baseline": baseline, "methods": numbers},
-                                                indent=1))  # fmt: skip
+    (out / "report.json").write_text(
+        json.dumps({"env": env_id, "ofe_baseline": baseline, "methods": numbers}, indent=1)
+    )
     return path
 
 
@@ -577,8 +692,9 @@ def portable_record(record: dict[str, Any], task: str) -> dict[str, Any]:
     if record.get("hyperparams_dir") and pathlib.Path(record["hyperparams_dir"]).is_absolute():
         record["hyperparams_dir"] = pathlib.Path(record["hyperparams_dir"]).name
     if "traceback" in record:
-        record["traceback"] = re.sub(r'File "/[^"]*?/((?:sb3_ofexi|site-packages)/[^"]*)"', r'File ".../\1"',
-                                     record["traceback"])  # fmt: skip
+        record["traceback"] = re.sub(
+            r'File "/[^"]*?/((?:sb3_ofexi|site-packages)/[^"]*)"', r'File ".../\1"', record["traceback"]
+        )
     return record
 
 
@@ -591,9 +707,11 @@ def _scale_rows(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     for method, group in runs.items():
         start = group[0]["history"][0] if group[0]["history"] else {}
         steps = sorted({s["timesteps"] for s in group})
-        rows.append(f"| {method} | {len(group)} | {', '.join(f'{t:,}' for t in steps)} | "
-                    f"{start.get('deploy', 0) / 1e3:.1f} | {start.get('train', 0) / 1e3:.1f} | "
-                    f"{group[0]['hyperparams'].get('learning_starts', 'n/a')} |")  # fmt: skip
+        rows.append(
+            f"| {method} | {len(group)} | {', '.join(f'{t:,}' for t in steps)} | "
+            f"{start.get('deploy', 0) / 1e3:.1f} | {start.get('train', 0) / 1e3:.1f} | "
+            f"{group[0]['hyperparams'].get('learning_starts', 'n/a')} |"
+        )
     return rows
 
 
@@ -608,13 +726,16 @@ def _schedule_sentence(env_id: str, timesteps: int, hyperparams_dir: str | None)
     if not isinstance(point, int) or not n_timesteps or n_timesteps == timesteps:
         return ""
     moved = schedule_point(point, starts, n_timesteps, timesteps)
-    return (f" (prune-b's xi_start, {point:,} of the entry's {n_timesteps:,} env steps, after "
-            f"{(point - starts) / (n_timesteps - starts):.1%} of its gradient steps, becomes {moved:,} of "
-            f"{timesteps:,} with learning_starts {starts:,})")
+    return (
+        f" (prune-b's xi_start, {point:,} of the entry's {n_timesteps:,} env steps, after "
+        f"{(point - starts) / (n_timesteps - starts):.1%} of its gradient steps, becomes {moved:,} of "
+        f"{timesteps:,} with learning_starts {starts:,})"
+    )
 
 
-def _task_block(task_dir: pathlib.Path, link: pathlib.Path, hyperparams_dir: str | None, smooth: int,
-                heading: str = "##") -> list[str]:  # fmt: skip
+def _task_block(
+    task_dir: pathlib.Path, link: pathlib.Path, hyperparams_dir: str | None, smooth: int, heading: str = "##"
+) -> list[str]:
     """One task folder's part of the results page: its scale, its report's tables, its figures."""
     report_path = build_report(task_dir, hyperparams_dir, smooth)
     runs = load_runs(task_dir, hyperparams_dir=hyperparams_dir)
@@ -632,14 +753,18 @@ def _task_block(task_dir: pathlib.Path, link: pathlib.Path, hyperparams_dir: str
     return [
         f"{heading} {title}",
         "",
-        (f"Scale: the paper trains {paper_steps:,} env steps on {task}-v2; these runs train the steps below "
-        "from the same starting sizes (the paper's networks and SAC settings, from `hyperparams/`). Schedules "
-        "given in env steps (xi_start) keep their place among the run's gradient steps"
-        f"{_schedule_sentence(env_id, first_run['timesteps'], hyperparams_dir)}. Full report: "
-        f"[{rel / 'report.md'}]({rel / 'report.md'})."),
+        (
+            f"Scale: the paper trains {paper_steps:,} env steps on {task}-v2; these runs train the steps below "
+            "from the same starting sizes (the paper's networks and SAC settings, from `hyperparams/`). Schedules "
+            "given in env steps (xi_start) keep their place among the run's gradient steps"
+            f"{_schedule_sentence(env_id, first_run['timesteps'], hyperparams_dir)}. Full report: "
+            f"[{rel / 'report.md'}]({rel / 'report.md'})."
+        ),
         "",
-        ("| method | seeds | env steps per run | deploy params at start (k) | train params at start (k) | "
-        "learning_starts |"),
+        (
+            "| method | seeds | env steps per run | deploy params at start (k) | train params at start (k) | "
+            "learning_starts |"
+        ),
         "|---|---|---|---|---|---|",
         *_scale_rows(runs),
         "",
@@ -660,19 +785,27 @@ def study_verdict(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The pre-registered criterion, decided from the runs (or pending), and the collapse check."""
     ofe, prune = runs.get("ofe", []), runs.get("prune-b", [])
     seeds = {m: sorted(s["seed"] for s in g) for m, g in (("ofe", ofe), ("prune-b", prune))}
-    lines = [(f"Runs finished: ofe seeds {seeds['ofe'] or 'none'}, prune-b seeds {seeds['prune-b'] or 'none'} "
-             f"(the criterion is decided on {STUDY_SEEDS} seeds of each).")]  # fmt: skip
+    lines = [
+        (
+            f"Runs finished: ofe seeds {seeds['ofe'] or 'none'}, prune-b seeds {seeds['prune-b'] or 'none'} "
+            f"(the criterion is decided on {STUDY_SEEDS} seeds of each)."
+        )
+    ]
     if len(ofe) < STUDY_SEEDS or len(prune) < STUDY_SEEDS:
-        lines.append("**Outcome: pending** (the runs above are still queued or running; `bash scripts/study.sh "
-                     "status`).")  # fmt: skip
+        lines.append(
+            "**Outcome: pending** (the runs above are still queued or running; `bash scripts/study.sh status`)."
+        )
     else:
         score = float(np.mean([s["score"] for s in prune])) / float(np.mean([s["score"] for s in ofe]))
         deploy = float(np.mean([s["params"]["deploy"] for s in prune])) / float(
-            np.mean([s["params"]["deploy"] for s in ofe]))  # fmt: skip
+            np.mean([s["params"]["deploy"] for s in ofe])
+        )
         met = score >= STUDY_SCORE_SHARE and deploy <= STUDY_DEPLOY_SHARE
-        lines.append(f"**Outcome: {'supported' if met else 'not supported'}**: prune-b's mean score is "
-                     f"{100 * score:.0f}% of OFE's (criterion >= {100 * STUDY_SCORE_SHARE:.0f}%), its mean deploy "
-                     f"size {100 * deploy:.0f}% of OFE's (criterion <= {100 * STUDY_DEPLOY_SHARE:.0f}%).")  # fmt: skip
+        lines.append(
+            f"**Outcome: {'supported' if met else 'not supported'}**: prune-b's mean score is "
+            f"{100 * score:.0f}% of OFE's (criterion >= {100 * STUDY_SCORE_SHARE:.0f}%), its mean deploy "
+            f"size {100 * deploy:.0f}% of OFE's (criterion <= {100 * STUDY_DEPLOY_SHARE:.0f}%)."
+        )
     collapsed = []
     ofe_mean = float(np.mean([s["score"] for s in ofe])) if ofe else None
     for summary in prune:
@@ -683,8 +816,11 @@ def study_verdict(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
                 collapsed.append(f"seed {summary['seed']}: {net} pruned to {end} of {start} units")
         if ofe_mean is not None and ofe_mean > 0 and summary["score"] < 0.5 * ofe_mean:
             collapsed.append(f"seed {summary['seed']}: score {summary['score']:.1f} < 50% of OFE's mean")
-    lines.append("Collapse check (a network pruned to < 5% of its units, or a score < 50% of OFE's): "
-                 + ("; ".join(collapsed) if collapsed else "none so far") + ".")  # fmt: skip
+    lines.append(
+        "Collapse check (a network pruned to < 5% of its units, or a score < 50% of OFE's): "
+        + ("; ".join(collapsed) if collapsed else "none so far")
+        + "."
+    )
     return lines
 
 
@@ -731,7 +867,8 @@ def build_results(
         "# Results on MuJoCo",
         "",
         f"Generated by `{command}` from the run summaries committed under `{root}/`"
-        + (f" and `{study}/`" if study else "") + " (summary.json, evaluations.npz and speed.json of every run; "
+        + (f" and `{study}/`" if study else "")
+        + " (summary.json, evaluations.npz and speed.json of every run; "
         "no models and no replay buffers). What each count includes is stated in each task's report. Scores are "
         "taken on what the user gets: the best deterministic evaluation strictly after prune-b rounds its thetas "
         "(every method the same window), per seed.",
@@ -742,20 +879,26 @@ def build_results(
     lines += [
         f"## Short runs: {first['timesteps']:,} env steps",
         "",
-        ("How these runs were made (resumable: re-running continues where a sweep stopped; each task's runs go "
-        "seed by seed, every method of seed 0 first):"),
+        (
+            "How these runs were made (resumable: re-running continues where a sweep stopped; each task's runs go "
+            "seed by seed, every method of seed 0 first):"
+        ),
         "",
         "```bash",
-        (f"ENVS=\"{envs}\" STEPS={first['timesteps']} EVAL_FREQ={first['eval_freq']} "
-        f"EVAL_EPISODES={first['eval_episodes']} bash scripts/results.sh   # one copy per task to use a core each"),
+        (
+            f'ENVS="{envs}" STEPS={first["timesteps"]} EVAL_FREQ={first["eval_freq"]} '
+            f"EVAL_EPISODES={first['eval_episodes']} bash scripts/results.sh   # one copy per task to use a core each"
+        ),
         "sb3-ofexi measure runs/results/ENV       # re-time every finished run in one quiet sitting (speed.json)",
         f"sb3-ofexi results {root} --publish runs/results --out {out}",
         "```",
         "",
-        ("At this scale (1.5-3% of the paper's budgets) the thetas learn for ~10-12k updates, too few to "
-        "decide (crossing [0, 1] at theta-lr 3e-4 takes >= 3.3k updates of a consistent push), and on Hopper "
-        "every method scores within seed noise of the others: these pages show the start of training, and "
-        "decide nothing about the method."),
+        (
+            "At this scale (1.5-3% of the paper's budgets) the thetas learn for ~10-12k updates, too few to "
+            "decide (crossing [0, 1] at theta-lr 3e-4 takes >= 3.3k updates of a consistent push), and on Hopper "
+            "every method scores within seed noise of the others: these pages show the start of training, and "
+            "decide nothing about the method."
+        ),
         "",
     ]
     for task_dir in tasks:

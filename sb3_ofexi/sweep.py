@@ -94,8 +94,10 @@ class Progress:
 
     def headline(self) -> str:
         c = self.counts()
-        return (f"runs: {c['done'] + c['skipped']} done ({c['skipped']} earlier), {c['running']} running, "
-                f"{c['failed']} failed, {len(self.specs)} total")  # fmt: skip
+        return (
+            f"runs: {c['done'] + c['skipped']} done ({c['skipped']} earlier), {c['running']} running, "
+            f"{c['failed']} failed, {len(self.specs)} total"
+        )
 
     def _run_rows(self) -> list[tuple[str, str, str, str, str]]:
         rows = []
@@ -108,12 +110,15 @@ class Progress:
                 progress = {}
             steps = progress.get("timesteps")
             last_eval = progress.get("last_eval")
-            rows.append((
-                spec.method, str(spec.seed),
-                f"{steps:,} / {spec.timesteps:,}" if steps is not None else f"- / {spec.timesteps:,}",
-                f"{progress['steps_per_s']:.0f}" if "steps_per_s" in progress else "-",
-                f"{last_eval:.1f}" if last_eval is not None else "-",
-            ))  # fmt: skip
+            rows.append(
+                (
+                    spec.method,
+                    str(spec.seed),
+                    f"{steps:,} / {spec.timesteps:,}" if steps is not None else f"- / {spec.timesteps:,}",
+                    f"{progress['steps_per_s']:.0f}" if "steps_per_s" in progress else "-",
+                    f"{last_eval:.1f}" if last_eval is not None else "-",
+                )
+            )
         return rows
 
     def render(self) -> Any:
@@ -134,7 +139,9 @@ class Progress:
         headline = self.headline()
         if headline == self._last_line and time.monotonic() - self._last_print < 30.0:
             return
-        rows = "".join(f"\n    {m} seed {s}: {st} steps, {r} steps/s, last eval {e}" for m, s, st, r, e in self._run_rows())
+        rows = "".join(
+            f"\n    {m} seed {s}: {st} steps, {r} steps/s, last eval {e}" for m, s, st, r, e in self._run_rows()
+        )
         print(headline + rows, file=self.stream, flush=True)
         self._last_line, self._last_print = headline, time.monotonic()
 
@@ -143,12 +150,19 @@ def announce(result: dict[str, Any], stream: Any = None) -> None:
     stream = stream or sys.stdout
     if result.get("status") == "failed":
         where = pathlib.Path(result["out_dir"]) / result["method"] / f"seed{result['seed']}" / "failed.json"
-        print(f"  FAILED: {result['method']} seed {result['seed']}: {result['error']} (traceback in {where})",
-              file=stream, flush=True)
+        print(
+            f"  FAILED: {result['method']} seed {result['seed']}: {result['error']} (traceback in {where})",
+            file=stream,
+            flush=True,
+        )
         return
-    print(f"  done: {result['method']:8s} seed {result['seed']}  score {result['score']:9.1f}  "
-          f"deploy {result['params']['deploy']:>9,}  train {result['params']['train']:>9,}  "
-          f"({result['wall_s']:.0f} s)", file=stream, flush=True)  # fmt: skip
+    print(
+        f"  done: {result['method']:8s} seed {result['seed']}  score {result['score']:9.1f}  "
+        f"deploy {result['params']['deploy']:>9,}  train {result['params']['train']:>9,}  "
+        f"({result['wall_s']:.0f} s)",
+        file=stream,
+        flush=True,
+    )
 
 
 def run_sweep(
@@ -238,8 +252,12 @@ def _run_ray(specs, todo, address, num_cpus, num_gpus, progress, results, poll_s
         raise ValueError('--backend ray needs Ray: pip install "sb3_ofexi[ray]"') from error
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})  # fmt: skip
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}},
+        )
     try:
         task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_ray_task)
         for index in todo:

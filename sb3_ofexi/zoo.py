@@ -26,7 +26,6 @@ def register() -> None:
     import rl_zoo3
 
     from sb3_ofexi.experiments import ALGOS
-
     from sb3_ofexi.tuning import register_sampler
 
     rl_zoo3.ALGOS.update({name: algo for name, algo in ALGOS.items() if name != "sac"})  # rl-zoo3 has "sac"

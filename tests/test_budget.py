@@ -174,8 +174,22 @@ def test_cli_train_and_compare_with_budgets(tmp_path, capsys):
 
     folder = _small_hyperparams(tmp_path)
     common = ["--env", "Pendulum-v1", "--eval-episodes", "1", "--hyperparams", str(folder)]
-    assert cli_main(["train", *common, "--method", "prune-b", "--deploy-budget", "200", "--out",
-                     str(tmp_path / "one"), "--no-progress"]) == 0  # fmt: skip
+    assert (
+        cli_main(
+            [
+                "train",
+                *common,
+                "--method",
+                "prune-b",
+                "--deploy-budget",
+                "200",
+                "--out",
+                str(tmp_path / "one"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "one" / "prune-b" / "seed0" / "summary.json").read_text())
     assert summary["overrides"] == {"deploy_budget": 200}
     assert summary["budgets"]["deploy"]["budget"] == 200 and summary["budgets"]["deploy"]["met"]

@@ -22,8 +22,14 @@ def _fill(buffer: ReplayBuffer, n: int, n_envs: int = 1) -> None:
     for i in range(n):
         base = np.array([[i + e / 10] * 3 for e in range(n_envs)], dtype=np.float32)
         infos = [{"TimeLimit.truncated": i % 3 == 0} for _ in range(n_envs)]
-        buffer.add(base, base + 0.5, np.full((n_envs, 2), i / 100), np.full(n_envs, float(i)),
-                   np.full(n_envs, float(i % 2)), infos)  # fmt: skip
+        buffer.add(
+            base,
+            base + 0.5,
+            np.full((n_envs, 2), i / 100),
+            np.full(n_envs, float(i)),
+            np.full(n_envs, float(i % 2)),
+            infos,
+        )
 
 
 @pytest.mark.parametrize("n_envs", [1, 3])

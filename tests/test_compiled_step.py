@@ -62,7 +62,7 @@ def _assert_close(eager: SAC_OFEXi, compiled: SAC_OFEXi) -> None:
     assert eager.param_counts() == compiled.param_counts()
     for (name, a), b in zip(eager.policy.state_dict().items(), compiled.policy.state_dict().values()):
         assert a.shape == b.shape, name
-        th.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+        th.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def _through_every_phase(eager: SAC_OFEXi, fast: SAC_OFEXi, steps: int, check: Callable[[], None]) -> None:

@@ -3,8 +3,7 @@
 import pytest
 import torch as th
 
-from sb3_ofexi.common.complexity import mlp_complexity
-from sb3_ofexi.common.complexity import count_params
+from sb3_ofexi.common.complexity import count_params, mlp_complexity
 
 from .conftest import make_policy
 

@@ -18,6 +18,7 @@ from sb3_ofexi.common.step import graph_unsupported, make_capturable, saveable_o
 from tests.conftest import make_model
 from tests.test_compiled_step import PHASED, SGD, _pair, _through_every_phase, _train_both
 
+
 class _HostStateSGD(th.optim.Optimizer):
     """Plain SGD written as a user might: no 'capturable' option, so no CUDA graph may hold it."""
 

@@ -12,8 +12,15 @@ from stable_baselines3.common.envs import BitFlippingEnv
 
 from sb3_ofexi import SAC_OFEXi
 
-SMALL = dict(ofe_layers=2, ofe_units=8, policy_kwargs=dict(net_arch=[16, 16]), learning_starts=64, batch_size=32,
-             seed=0, device="cpu")  # fmt: skip
+SMALL = dict(
+    ofe_layers=2,
+    ofe_units=8,
+    policy_kwargs=dict(net_arch=[16, 16]),
+    learning_starts=64,
+    batch_size=32,
+    seed=0,
+    device="cpu",
+)
 PRUNING = dict(xi_start=0.2, prune_freq=50, theta_lr=0.05, nu_actor=1e-2, nu_ofe=1e-3)
 
 
@@ -21,11 +28,13 @@ class DictPointEnv(gym.Env):
     """A point that moves towards a target: Box entries of different shapes."""
 
     def __init__(self) -> None:
-        self.observation_space = spaces.Dict({
-            "position": spaces.Box(-5, 5, (2,), np.float32),
-            "target": spaces.Box(-5, 5, (2,), np.float32),
-            "velocity": spaces.Box(-1, 1, (1, 2), np.float32),
-        })  # fmt: skip
+        self.observation_space = spaces.Dict(
+            {
+                "position": spaces.Box(-5, 5, (2,), np.float32),
+                "target": spaces.Box(-5, 5, (2,), np.float32),
+                "velocity": spaces.Box(-1, 1, (1, 2), np.float32),
+            }
+        )
         self.action_space = spaces.Box(-1, 1, (2,), np.float32)
         self.steps = 0
 
@@ -66,11 +75,17 @@ def test_dict_observations_are_flattened_in_key_order_and_train_with_pruning(tmp
 
 def test_her_replay_buffer_on_a_goal_conditioned_env(tmp_path):
     env = BitFlippingEnv(n_bits=4, continuous=True, max_steps=4)
-    her = dict(replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(n_sampled_goal=2, goal_selection_strategy="future"))
+    her = dict(
+        replay_buffer_class=HerReplayBuffer,
+        replay_buffer_kwargs=dict(n_sampled_goal=2, goal_selection_strategy="future"),
+    )
     model = SAC_OFEXi("MultiInputPolicy", env, **SMALL, **PRUNING, **her)
     model.learn(400)
     assert isinstance(model.replay_buffer, HerReplayBuffer)
-    assert model.param_counts()["deploy"] < SAC_OFEXi("MultiInputPolicy", env, **SMALL, **PRUNING, **her).param_counts()["deploy"]
+    assert (
+        model.param_counts()["deploy"]
+        < SAC_OFEXi("MultiInputPolicy", env, **SMALL, **PRUNING, **her).param_counts()["deploy"]
+    )
     model.save(tmp_path / "her")
     model.save_replay_buffer(tmp_path / "her_buffer")
     loaded = SAC_OFEXi.load(tmp_path / "her", env=env, device="cpu")

@@ -17,8 +17,14 @@ from sb3_ofexi.sac_ofexi.sac_ofexi import NU_RL_FACTORS
 
 from .conftest import make_model
 
-SMALL_ENTRY = {"policy": "MlpPolicy", "learning_rate": 1e-3, "buffer_size": 5000, "batch_size": 32,
-               "learning_starts": 100, "n_timesteps": 1000}  # fmt: skip
+SMALL_ENTRY = {
+    "policy": "MlpPolicy",
+    "learning_rate": 1e-3,
+    "buffer_size": 5000,
+    "batch_size": 32,
+    "learning_starts": 100,
+    "n_timesteps": 1000,
+}
 SMALL_OFE = {"ofe_layers": 2, "ofe_units": 8, "policy_kwargs": "dict(net_arch=[16, 16])", "ofe_pretrain_steps": 20}
 
 
@@ -26,10 +32,18 @@ def _hyperparams(tmp_path):
     folder = tmp_path / "hyperparams"
     folder.mkdir()
     entries = {
-        "sac_ofexi_prune_b": {**SMALL_ENTRY, **SMALL_OFE, "preset": "prune-b", "xi_start": 0.25, "xi_round": 0.8,
-                              "theta_lr": 0.01, "prune_freq": 100, "theta_diagnostics_freq": 200},
+        "sac_ofexi_prune_b": {
+            **SMALL_ENTRY,
+            **SMALL_OFE,
+            "preset": "prune-b",
+            "xi_start": 0.25,
+            "xi_round": 0.8,
+            "theta_lr": 0.01,
+            "prune_freq": 100,
+            "theta_diagnostics_freq": 200,
+        },
         "sac": {**SMALL_ENTRY, "policy_kwargs": "dict(net_arch=[16, 16])"},
-    }  # fmt: skip
+    }
     for stem, entry in entries.items():
         (folder / f"{stem}.yml").write_text(yaml.safe_dump({"Pendulum-v1": entry}))
     return folder
@@ -52,15 +66,28 @@ def test_evaluation_at_the_rounding_step_runs_before_rounding():
     exactly xi_round's env step scores the stochastic-gate network, the next one the rounded one."""
     model = make_model(preset="prune-b", xi_start=200, xi_round=600, theta_diagnostics_freq=0)
     recorder = _RoundedAtEvaluation()
-    evaluation = EvalCallback(make_vec_env("Pendulum-v1", n_envs=1, seed=1), eval_freq=200, n_eval_episodes=1,
-                              callback_after_eval=recorder, verbose=0)  # fmt: skip
+    evaluation = EvalCallback(
+        make_vec_env("Pendulum-v1", n_envs=1, seed=1),
+        eval_freq=200,
+        n_eval_episodes=1,
+        callback_after_eval=recorder,
+        verbose=0,
+    )
     model.learn(800, callback=evaluation)
     assert recorder.rounded == {200: False, 400: False, 600: False, 800: True}
 
 
 def test_score_window_excludes_the_evaluation_at_the_rounding_step(tmp_path):
-    spec = {"env_id": "Pendulum-v1", "seed": 0, "timesteps": 1000, "out_dir": str(tmp_path), "eval_freq": 200,
-            "eval_episodes": 1, "hyperparams_dir": str(_hyperparams(tmp_path)), "measure_speed": False}
+    spec = {
+        "env_id": "Pendulum-v1",
+        "seed": 0,
+        "timesteps": 1000,
+        "out_dir": str(tmp_path),
+        "eval_freq": 200,
+        "eval_episodes": 1,
+        "hyperparams_dir": str(_hyperparams(tmp_path)),
+        "measure_speed": False,
+    }
     prune = train_one(RunSpec(method="prune-b", **spec))
     sac = train_one(RunSpec(method="sac", **spec))
     assert prune["xi_record"]["rounded_from_step"] == 800  # 0.8 of 1,000
@@ -85,11 +112,22 @@ def test_summaries_from_before_the_fix_are_scored_again(tmp_path):
     """A summary that was scored on the 0.8 T evaluation (rounded at 0.8 T) is re-scored when loaded."""
     run = tmp_path / "prune-b" / "seed0"
     run.mkdir(parents=True)
-    summary = {"method": "prune-b", "env_id": "Pendulum-v1", "seed": 0, "timesteps": 30000, "algo": "SAC_OFEXi",
-               "hyperparams": {"preset": "prune-b", "xi_round": 0.8}, "units": {"phi_o": [1]},
-               "eval_timesteps": [21000, 24000, 27000, 30000], "eval_returns": [1.0, 9.0, 2.0, 3.0],
-               "score": 9.0, "final_return": 3.0, "params": {"deploy": 1, "train": 2}, "history": [],
-               "wall_s": 1.0}  # fmt: skip
+    summary = {
+        "method": "prune-b",
+        "env_id": "Pendulum-v1",
+        "seed": 0,
+        "timesteps": 30000,
+        "algo": "SAC_OFEXi",
+        "hyperparams": {"preset": "prune-b", "xi_round": 0.8},
+        "units": {"phi_o": [1]},
+        "eval_timesteps": [21000, 24000, 27000, 30000],
+        "eval_returns": [1.0, 9.0, 2.0, 3.0],
+        "score": 9.0,
+        "final_return": 3.0,
+        "params": {"deploy": 1, "train": 2},
+        "history": [],
+        "wall_s": 1.0,
+    }
     (run / "summary.json").write_text(json.dumps(summary))
     (loaded,) = load_runs(tmp_path)["prune-b"]
     assert loaded["score"] == 3.0 and loaded["score_after"] == 24000.0
@@ -114,8 +152,15 @@ def test_regulariser_push_is_nu_times_the_paper_coefficient():
 def test_diagnostics_split_the_step_gradient_into_task_and_push():
     """task_grad = the step's theta gradient minus the push: with nu = 0 the push is 0 and the task
     gradient is the whole gradient; Adam's rate is a positive number of learning rates."""
-    model = make_model(preset="prune-b", nu_ofe=0.0, nu_actor=0.0, nu_critic=0.0, xi_start=150, xi_round=1.0,
-                       theta_diagnostics_freq=100)  # fmt: skip
+    model = make_model(
+        preset="prune-b",
+        nu_ofe=0.0,
+        nu_actor=0.0,
+        nu_critic=0.0,
+        xi_start=150,
+        xi_round=1.0,
+        theta_diagnostics_freq=100,
+    )
     model.learn(400)
     rows = model.theta_history
     assert {r["timesteps"] for r in rows} == {200, 300, 400}
@@ -145,13 +190,20 @@ def test_undecided_share_before_rounding():
 
 
 def _summary(method, seed, score, final):
-    return {"method": method, "seed": seed, "score": score, "final_return": final,
-            "params": {"deploy": 10, "train": 20}}  # fmt: skip
+    return {
+        "method": method,
+        "seed": seed,
+        "score": score,
+        "final_return": final,
+        "params": {"deploy": 10, "train": 20},
+    }
 
 
 def test_tables_show_the_range_below_five_seeds_and_iqm_from_five():
-    runs = {"few": [_summary("few", s, 10.0 * s, -s) for s in range(3)],
-            "many": [_summary("many", s, 10.0 * s, -s) for s in range(5)]}  # fmt: skip
+    runs = {
+        "few": [_summary("few", s, 10.0 * s, -s) for s in range(3)],
+        "many": [_summary("many", s, 10.0 * s, -s) for s in range(5)],
+    }
     table3, _, numbers = tables(runs, {"deploy": 10, "train": 20})
     few, many = (line for line in table3.splitlines() if line.startswith(("| few", "| many")))
     assert "range 0.0 to 20.0" in few and "IQM" not in few and "0.0, 10.0, 20.0" in few
@@ -161,8 +213,16 @@ def test_tables_show_the_range_below_five_seeds_and_iqm_from_five():
 
 def test_report_marks_the_schedule_and_lists_the_thetas_schedule(tmp_path):
     hyperparams = _hyperparams(tmp_path)
-    spec = {"env_id": "Pendulum-v1", "seed": 0, "timesteps": 1000, "out_dir": str(tmp_path / "runs"), "eval_freq": 200,
-            "eval_episodes": 1, "hyperparams_dir": str(hyperparams), "measure_speed": False}
+    spec = {
+        "env_id": "Pendulum-v1",
+        "seed": 0,
+        "timesteps": 1000,
+        "out_dir": str(tmp_path / "runs"),
+        "eval_freq": 200,
+        "eval_episodes": 1,
+        "hyperparams_dir": str(hyperparams),
+        "measure_speed": False,
+    }
     train_one(RunSpec(method="prune-b", **spec))
     text = build_report(tmp_path / "runs", str(hyperparams), smooth=5).read_text()
     assert "## The thetas' schedule" in text and "strictly after env step 800" in text
@@ -172,9 +232,13 @@ def test_report_marks_the_schedule_and_lists_the_thetas_schedule(tmp_path):
 
 
 def test_published_records_hold_no_paths_of_the_machine():
-    record = {"out_dir": "/home/someone/runs/Hopper-v5", "hyperparams_dir": "/home/someone/hp", "seed": 0,
-              "traceback": 'File "/home/someone/.venv/lib/site-packages/torch/x.py", line 1\n'
-                           'File "/home/someone/repo/sb3_ofexi/experiments.py", line 2'}  # fmt: skip
+    record = {
+        "out_dir": "/home/someone/runs/Hopper-v5",
+        "hyperparams_dir": "/home/someone/hp",
+        "seed": 0,
+        "traceback": 'File "/home/someone/.venv/lib/site-packages/torch/x.py", line 1\n'
+        'File "/home/someone/repo/sb3_ofexi/experiments.py", line 2',
+    }
     portable = portable_record(record, "Hopper-v5")
     assert "/home/someone" not in json.dumps(portable)
     assert portable["out_dir"] == "Hopper-v5" and portable["hyperparams_dir"] == "hp"

@@ -26,8 +26,7 @@ class _AsymmetricBoundsEnv(gym.Env):
 
 
 def _pruned_model(env="Pendulum-v1"):
-    model = make_model(env=env, xi_start=0.1, xi_round=0.8, theta_lr=0.05, nu_actor=3e-3, nu_ofe=3e-3,
-                       prune_freq=50)  # fmt: skip
+    model = make_model(env=env, xi_start=0.1, xi_round=0.8, theta_lr=0.05, nu_actor=3e-3, nu_ofe=3e-3, prune_freq=50)
     model.learn(300)
     assert model.param_counts() != make_model(env=env).param_counts()
     return model

@@ -28,10 +28,10 @@ def _hand_eq_28_29(policy, rho):
     L_o, L_oa = len(n_o), len(n_oa)
     n_pi = float(policy.actor.net.gates[0].theta.detach().sum())
     n_q = sum(float(q.gates[0].theta.detach().sum()) for q in policy.critic.q_networks)
-    eq28 = [d_o + rho * target + sum(n_o[: l - 1]) + L_o - l + rho * L_oa + 3 + n_pi + rho * n_q
-            for l in range(1, L_o + 1)]  # fmt: skip  (rho * target == rho * d_o when f_pred predicts all)
-    eq29 = [rho * (d_o + target + d_a + sum(n_o) + sum(n_oa[: l - 1]) + L_oa - l + 3 + n_q)
-            for l in range(1, L_oa + 1)]  # fmt: skip
+    eq28 = [
+        d_o + rho * target + sum(n_o[: l - 1]) + L_o - l + rho * L_oa + 3 + n_pi + rho * n_q for l in range(1, L_o + 1)
+    ]  # (rho * target == rho * d_o when f_pred predicts all)
+    eq29 = [rho * (d_o + target + d_a + sum(n_o) + sum(n_oa[: l - 1]) + L_oa - l + 3 + n_q) for l in range(1, L_oa + 1)]
     return eq28, eq29
 
 
@@ -56,10 +56,22 @@ def test_paper_regulariser_is_c_ofe_up_to_the_constant(rho):
     from sb3_ofexi.common.complexity import ofe_complexity
 
     ofe = policy.ofe
-    at_zero = ofe_complexity(ofe.obs_dim, ofe.action_dim, ofe.target_dim, [0.0] * len(c.norms_o),
-                             [0.0] * len(c.norms_oa), c.first_pi, c.first_q, rho)  # fmt: skip
-    th.testing.assert_close(th.as_tensor(c.regulariser("paper")).double(),
-                            th.as_tensor(c.total - at_zero.total).double(), rtol=1e-6, atol=1e-4)  # fmt: skip
+    at_zero = ofe_complexity(
+        ofe.obs_dim,
+        ofe.action_dim,
+        ofe.target_dim,
+        [0.0] * len(c.norms_o),
+        [0.0] * len(c.norms_oa),
+        c.first_pi,
+        c.first_q,
+        rho,
+    )
+    th.testing.assert_close(
+        th.as_tensor(c.regulariser("paper")).double(),
+        th.as_tensor(c.total - at_zero.total).double(),
+        rtol=1e-6,
+        atol=1e-4,
+    )
 
 
 def test_paper_gradient_is_the_coefficient_and_autograd_adds_the_cross_terms():
@@ -77,10 +89,10 @@ def test_paper_gradient_is_the_coefficient_and_autograd_adds_the_cross_terms():
     policy.ofe_complexity(rho).regulariser("autograd").backward()
     n_o, n_oa = _norms(ofe.phi_o.gates), _norms(ofe.phi_oa.gates)
     for l, gate in enumerate(ofe.phi_o.gates):
-        cross = sum(n_o[l + 1:]) + rho * sum(n_oa)
+        cross = sum(n_o[l + 1 :]) + rho * sum(n_oa)
         th.testing.assert_close(gate.theta.grad, paper_o[l] + cross)
     for l, gate in enumerate(ofe.phi_oa.gates):
-        th.testing.assert_close(gate.theta.grad, paper_oa[l] + rho * sum(n_oa[l + 1:]))
+        th.testing.assert_close(gate.theta.grad, paper_oa[l] + rho * sum(n_oa[l + 1 :]))
     # the last block of phi_oa: no cross term left, both modes agree
     th.testing.assert_close(ofe.phi_oa.gates[-1].theta.grad, paper_oa[-1])
 
@@ -101,7 +113,9 @@ def test_paper_coefficients_are_eq_32_and_agree_with_autograd_on_the_last_layer(
     assert n[0].grad.item() == 1 + d_in + d_out
     # value: C_x minus its constant (the output layer's biases)
     n = [th.tensor(v) for v in values]
-    assert float(mlp_regulariser(d_in, n, d_out, "paper")) == pytest.approx(float(mlp_complexity(d_in, n, d_out)) - d_out)
+    assert float(mlp_regulariser(d_in, n, d_out, "paper")) == pytest.approx(
+        float(mlp_complexity(d_in, n, d_out)) - d_out
+    )
 
 
 def test_rl_nets_last_layer_gradients_agree_between_modes():
@@ -146,8 +160,9 @@ def test_int_and_float_schedules_fire_at_the_right_env_steps(xi_start, xi_round,
     from .test_sac_ofexi import _PhaseRecorder
 
     total = 400
-    model = make_model(xi_start=xi_start, xi_round=xi_round, theta_lr=0.05, nu_actor=1e-2, prune_freq=0,
-                       learning_starts=50)  # fmt: skip
+    model = make_model(
+        xi_start=xi_start, xi_round=xi_round, theta_lr=0.05, nu_actor=1e-2, prune_freq=0, learning_starts=50
+    )
     assert model.schedule_steps(total) == (start_step, round_step)
     recorder = _PhaseRecorder()
     model.learn(total, callback=recorder)
@@ -191,8 +206,9 @@ def test_mixed_schedule_checked_against_the_budget():
 
 
 def test_critic_targets_carry_the_critic_thetas():
-    model = make_model(xi_start=0.0, xi_round=1.0, theta_lr=0.05, nu_critic=1e-2, prune_freq=0, learning_starts=50,
-                       tau=0.01)
+    model = make_model(
+        xi_start=0.0, xi_round=1.0, theta_lr=0.05, nu_critic=1e-2, prune_freq=0, learning_starts=50, tau=0.01
+    )
     model.learn(200)
     for q, q_target in zip(model.critic.q_networks, model.critic_target.q_networks):
         for gate, gate_target in zip(q.gates, q_target.gates):

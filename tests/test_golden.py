@@ -25,13 +25,25 @@ COMMON = {"learning_starts": 64, "batch_size": 32, "seed": 0, "device": "cpu"}
 OFE_SMALL = {"ofe_layers": 2, "ofe_units": 8, "policy_kwargs": {"net_arch": [16, 16]}, "compile_step": False}
 METHODS: dict[str, tuple[type, dict[str, Any]]] = {
     # gates on, nu large enough that units are pruned within the run; the schedule in env steps
-    "prune-b": (SAC_OFEXi, {**OFE_SMALL, "preset": "prune-b", "nu_ofe": 1e-3, "nu_actor": 1e-3, "nu_critic": 5e-3,
-                            "theta_lr": 0.01, "xi_start": 150, "xi_round": 320, "prune_freq": 50,
-                            "theta_diagnostics_freq": 50}),
+    "prune-b": (
+        SAC_OFEXi,
+        {
+            **OFE_SMALL,
+            "preset": "prune-b",
+            "nu_ofe": 1e-3,
+            "nu_actor": 1e-3,
+            "nu_critic": 5e-3,
+            "theta_lr": 0.01,
+            "xi_start": 150,
+            "xi_round": 320,
+            "prune_freq": 50,
+            "theta_diagnostics_freq": 50,
+        },
+    ),
     "ofe": (SAC_OFEXi, {**OFE_SMALL, "preset": "ofe"}),
     "polyprune": (PolyPruneSAC, {"policy_kwargs": {"net_arch": [32, 32]}, "prune_start": 100, "prune_end": 300}),
     "eaudesac": (EauDeSAC, {"policy_kwargs": {"net_arch": [32, 32]}, "selection_period": 50}),
-}  # fmt: skip
+}
 STEPS = 400
 LOSSES = ("train/actor_loss", "train/critic_loss", "train/ent_coef", "train/aux_loss")
 

@@ -16,8 +16,9 @@ PRUNING = dict(xi_start=0.1, xi_round=1.0, theta_lr=0.05, nu_actor=1e-3, prune_f
 
 @pytest.mark.parametrize("full_std", [True, False])
 def test_gsde_learns_prunes_saves_loads_and_exports(tmp_path, full_std):
-    model = make_model(use_sde=True, sde_sample_freq=4, policy_kwargs=dict(net_arch=[16, 16], full_std=full_std),
-                       **PRUNING)  # fmt: skip
+    model = make_model(
+        use_sde=True, sde_sample_freq=4, policy_kwargs=dict(net_arch=[16, 16], full_std=full_std), **PRUNING
+    )
     actor = model.actor
     assert actor.use_sde and actor.log_std.shape == (16, 1)
     model.learn(500)

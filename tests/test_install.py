@@ -22,8 +22,22 @@ def test_wheel_ships_the_yaml_files_and_compare_runs_from_any_directory(tmp_path
         shutil.copy2(ROOT / name, source / name)
     for folder in ("sb3_ofexi", "hyperparams"):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(source)], check=True, cwd=tmp_path)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("sb3_ofexi-*.whl")
     # a fresh virtual environment, the wheel installed into it (not editable); its dependencies come
     # from this environment through a .pth line (no network), without this environment's editable
@@ -31,8 +45,14 @@ def test_wheel_ships_the_yaml_files_and_compare_runs_from_any_directory(tmp_path
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = pathlib.Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                       check=True, capture_output=True, text=True).stdout.strip())  # fmt: skip
+    site = pathlib.Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     here = next(p for p in sys.path if p.endswith("site-packages"))
     (site / "deps_of_the_test_environment.pth").write_text(here + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True)
@@ -51,20 +71,43 @@ def test_wheel_ships_the_yaml_files_and_compare_runs_from_any_directory(tmp_path
         f"assert d().is_relative_to({str(site)!r}), d(); "
         "from sb3_ofexi.zoo import resolve_conf; print(resolve_conf(['-conf', 'sac_ofexi_prune_b'])[1])"
     )
-    out = subprocess.run([str(python), "-c", code], env=env, cwd=elsewhere, check=True, capture_output=True,
-                         text=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [str(python), "-c", code], env=env, cwd=elsewhere, check=True, capture_output=True, text=True
+    ).stdout
     assert out.strip().startswith(str(site)) and out.strip().endswith("sac_ofexi_prune_b.yml")
     # the installed command, from another directory
-    result = subprocess.run([str(venv / "bin" / "sb3-ofexi"), "compare", "--env", "Pendulum-v1", "--methods", "sac",
-                             "--seeds", "1", "--timesteps", "300", "--eval-freq", "150", "--eval-episodes", "1",
-                             "--no-speed", "--out", "runs"], env=env, cwd=elsewhere, capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            str(venv / "bin" / "sb3-ofexi"),
+            "compare",
+            "--env",
+            "Pendulum-v1",
+            "--methods",
+            "sac",
+            "--seeds",
+            "1",
+            "--timesteps",
+            "300",
+            "--eval-freq",
+            "150",
+            "--eval-episodes",
+            "1",
+            "--no-speed",
+            "--out",
+            "runs",
+        ],
+        env=env,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (elsewhere / "runs" / "sac" / "seed0" / "summary.json").exists()
 
 
 def test_zoo_conf_accepts_a_packaged_name_and_rejects_an_unknown_one(capsys):
-    from sb3_ofexi.zoo import main as zoo_main, resolve_conf
+    from sb3_ofexi.zoo import main as zoo_main
+    from sb3_ofexi.zoo import resolve_conf
 
     assert resolve_conf(["--env", "Hopper-v5", "-conf", "eaudesac.yml"])[-1].endswith("hyperparams/eaudesac.yml")
     assert resolve_conf(["--conf-file=polyprune_sac"])[0].endswith("hyperparams/polyprune_sac.yml")

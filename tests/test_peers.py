@@ -71,7 +71,9 @@ def test_polyprune_follows_the_cubic_schedule_and_holds_masked_weights_at_zero()
     assert model.schedule_steps() == (120, 480)
     assert model.current_sparsity == 0.9
     sparsities = model.sparsities()
-    assert set(sparsities) == {"actor", "critic"} and all(s == pytest.approx(0.9, abs=0.01) for s in sparsities.values())
+    assert set(sparsities) == {"actor", "critic"} and all(
+        s == pytest.approx(0.9, abs=0.01) for s in sparsities.values()
+    )
     masks = model.policy.weight_masks
     assert _masked_weights_are_zero(masks)
     # Adam's moments of masked entries are zero: the next updates of those weights are exactly 0
@@ -90,8 +92,16 @@ def test_polyprune_follows_the_cubic_schedule_and_holds_masked_weights_at_zero()
 
 
 def test_polyprune_critic_only_and_an_absolute_schedule():
-    model = PolyPruneSAC("MlpPolicy", "Pendulum-v1", prune_actor=False, prune_start=100, prune_end=300,
-                         final_sparsity=0.5, mask_update_freq=100, **SMALL)  # fmt: skip
+    model = PolyPruneSAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        prune_actor=False,
+        prune_start=100,
+        prune_end=300,
+        final_sparsity=0.5,
+        mask_update_freq=100,
+        **SMALL,
+    )
     model.learn(400)
     assert model.sparsities() == {"critic": pytest.approx(0.5, abs=0.01)}
     assert model.param_counts()["deploy"] == sum(p.numel() for p in model.actor.parameters())
@@ -222,14 +232,32 @@ def test_masked_actor_exports_through_the_common_exporter(tmp_path):
     model.learn(500)
     export_policy(model, tmp_path / "pp.onnx")  # checked against predict to 1e-5 inside
     obs = np.random.default_rng(0).uniform(-1, 1, (4, 3)).astype(np.float32)
-    np.testing.assert_allclose(run_exported(tmp_path / "pp.onnx", obs), model.predict(obs, deterministic=True)[0],
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        run_exported(tmp_path / "pp.onnx", obs), model.predict(obs, deterministic=True)[0], atol=1e-5
+    )
 
 
 def test_compare_runs_the_peers_and_reports_their_cost(tmp_path):
     out = tmp_path / "runs" / "Pendulum-v1"
-    code = cli_main(["compare", "--env", "Pendulum-v1", "--methods", "sac,polyprune,eaudesac", "--seeds", "1",
-                     "--timesteps", "1500", "--eval-freq", "500", "--eval-episodes", "1", "--out", str(out)])  # fmt: skip
+    code = cli_main(
+        [
+            "compare",
+            "--env",
+            "Pendulum-v1",
+            "--methods",
+            "sac,polyprune,eaudesac",
+            "--seeds",
+            "1",
+            "--timesteps",
+            "1500",
+            "--eval-freq",
+            "500",
+            "--eval-episodes",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     report = (out / "report.md").read_text()
     assert "## What the savings buy" in report and "sparsity_over_time.png" in report
@@ -238,7 +266,10 @@ def test_compare_runs_the_peers_and_reports_their_cost(tmp_path):
         assert numbers[method]["deploy_latency_ms"] > 0 and numbers[method]["train_step_ms"] > 0
     assert numbers["polyprune"]["critic_sparsity"] > 0 and numbers["sac"]["critic_sparsity"] is None
     summary = json.loads((out / "polyprune" / "seed0" / "summary.json").read_text())
-    assert summary["params"]["deploy"] < json.loads((out / "sac" / "seed0" / "summary.json").read_text())["params"]["deploy"]
+    assert (
+        summary["params"]["deploy"]
+        < json.loads((out / "sac" / "seed0" / "summary.json").read_text())["params"]["deploy"]
+    )
     # the summary describes model.zip (the timing's gradient steps come after it)
     saved = EauDeSAC.load(out / "eaudesac" / "seed0" / "model.zip", device="cpu")
     eaudesac_summary = json.loads((out / "eaudesac" / "seed0" / "summary.json").read_text())
@@ -273,6 +304,28 @@ def test_rl_zoo3_trains_the_peers(tmp_path, monkeypatch, algo, conf):
     from tests.test_zoo_cli import HYPERPARAMS
 
     monkeypatch.chdir(tmp_path)
-    assert zoo_main(["train", "--algo", algo, "-conf", str(HYPERPARAMS / conf), "--env", "Pendulum-v1", "-n", "300",
-                     "-f", "logs", "--seed", "0", "--eval-freq", "-1", "-params", "learning_starts:100"]) == 0  # fmt: skip
+    assert (
+        zoo_main(
+            [
+                "train",
+                "--algo",
+                algo,
+                "-conf",
+                str(HYPERPARAMS / conf),
+                "--env",
+                "Pendulum-v1",
+                "-n",
+                "300",
+                "-f",
+                "logs",
+                "--seed",
+                "0",
+                "--eval-freq",
+                "-1",
+                "-params",
+                "learning_starts:100",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "logs" / algo / "Pendulum-v1_1" / "Pendulum-v1.zip").exists()

@@ -171,9 +171,15 @@ def test_optimizer_moments_are_sliced_not_reset():
 
 def _strong_pruning_model(**kwargs):
     config = dict(
-        xi_start=0.1, xi_round=0.9, theta_lr=0.05, nu_ofe=1e-2, nu_actor=1e-2, nu_critic=1e-2,
-        prune_freq=50, learning_starts=64,
-    )  # fmt: skip
+        xi_start=0.1,
+        xi_round=0.9,
+        theta_lr=0.05,
+        nu_ofe=1e-2,
+        nu_actor=1e-2,
+        nu_critic=1e-2,
+        prune_freq=50,
+        learning_starts=64,
+    )
     config.update(kwargs)
     return make_model(**config)
 

@@ -208,9 +208,13 @@ class _BadEnv(gym.Env):
 
 @pytest.mark.parametrize(
     ("where", "value", "match"),
-    [("obs", np.nan, "NaN in the observation"), ("obs", np.inf, "inf in the observation"),
-     ("reward", np.nan, "NaN in the reward"), ("reset", np.nan, "NaN in the observation")],
-)  # fmt: skip
+    [
+        ("obs", np.nan, "NaN in the observation"),
+        ("obs", np.inf, "inf in the observation"),
+        ("reward", np.nan, "NaN in the reward"),
+        ("reset", np.nan, "NaN in the observation"),
+    ],
+)
 def test_nan_or_inf_from_the_env_is_refused_before_the_networks(where, value, match):
     model = make_model(env=_BadEnv(where, value), learning_starts=10)
     before = _state(model)

@@ -43,8 +43,11 @@ def test_keyword_arguments_override_the_preset():
 def test_preset_sizes_follow_the_paper():
     model = SAC_OFEXi("MlpPolicy", "Pendulum-v1", preset="ofe-big", device="cpu")
     assert model.unit_counts() == {
-        "phi_o": [128] * 6, "phi_oa": [128] * 6, "actor": [512, 512], "critic": [[512, 512], [512, 512]]
-    }  # fmt: skip
+        "phi_o": [128] * 6,
+        "phi_oa": [128] * 6,
+        "actor": [512, 512],
+        "critic": [[512, 512], [512, 512]],
+    }
     assert SAC_OFEXi("MlpPolicy", "Pendulum-v1", preset="ofe", device="cpu").unit_counts()["actor"] == [256, 256]
 
 
@@ -150,8 +153,11 @@ def test_bad_input_raises_value_error(kwargs, match):
 def test_l2_terms_are_weight_decay_on_w_and_v_only():
     model = make_model(preset="prune-b", lambda_ofe=1e-3, lambda_rl=2e-3)
     policy = model.policy
-    for optimizer, module, lam in ((policy.ofe_optimizer, policy.ofe, 1e-3), (model.actor.optimizer, model.actor, 2e-3),
-                                   (model.critic.optimizer, model.critic, 2e-3)):  # fmt: skip
+    for optimizer, module, lam in (
+        (policy.ofe_optimizer, policy.ofe, 1e-3),
+        (model.actor.optimizer, model.actor, 2e-3),
+        (model.critic.optimizer, model.critic, 2e-3),
+    ):
         decayed = [g for g in optimizer.param_groups if g["weight_decay"] > 0]
         assert len(decayed) == 1 and decayed[0]["weight_decay"] == lam
         expected = [m.weight for m in module.modules() if isinstance(m, th.nn.Linear)]

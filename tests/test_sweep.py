@@ -12,25 +12,53 @@ import numpy as np
 import pytest
 import yaml
 
-from sb3_ofexi.common.checkpoint import env_restore, env_snapshot
 from sb3_ofexi.cli import main as cli_main
+from sb3_ofexi.common.checkpoint import env_restore, env_snapshot
 from sb3_ofexi.experiments import RunSpec
 from sb3_ofexi.sweep import run_sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL_ENTRY = {
-    "policy": "MlpPolicy", "learning_rate": 1e-3, "buffer_size": 5000, "batch_size": 32, "learning_starts": 100,
-}  # fmt: skip
+    "policy": "MlpPolicy",
+    "learning_rate": 1e-3,
+    "buffer_size": 5000,
+    "batch_size": 32,
+    "learning_starts": 100,
+}
 SMALL = {
-    "sac_ofexi_prune_b": {**SMALL_ENTRY, "preset": "prune-b", "ofe_layers": 2, "ofe_units": 8,
-                          "policy_kwargs": "dict(net_arch=[16, 16])", "xi_start": 0.25, "theta_lr": 0.01,
-                          "prune_freq": 100, "ofe_pretrain_steps": 20},
-    "sac_ofexi_ofe": {**SMALL_ENTRY, "preset": "ofe", "ofe_layers": 2, "ofe_units": 8,
-                      "policy_kwargs": "dict(net_arch=[16, 16])", "ofe_pretrain_steps": 20},
+    "sac_ofexi_prune_b": {
+        **SMALL_ENTRY,
+        "preset": "prune-b",
+        "ofe_layers": 2,
+        "ofe_units": 8,
+        "policy_kwargs": "dict(net_arch=[16, 16])",
+        "xi_start": 0.25,
+        "theta_lr": 0.01,
+        "prune_freq": 100,
+        "ofe_pretrain_steps": 20,
+    },
+    "sac_ofexi_ofe": {
+        **SMALL_ENTRY,
+        "preset": "ofe",
+        "ofe_layers": 2,
+        "ofe_units": 8,
+        "policy_kwargs": "dict(net_arch=[16, 16])",
+        "ofe_pretrain_steps": 20,
+    },
     "sac": {**SMALL_ENTRY, "policy_kwargs": "dict(net_arch=[16, 16])"},
-}  # fmt: skip
+}
 #: summary keys that may differ between an interrupted and an uninterrupted run
-HOW_IT_RAN = {"wall_s", "sittings", "threads", "speed", "measure_speed", "progress_bar", "out_dir", "checkpoint_steps", "checkpoint_seconds"}
+HOW_IT_RAN = {
+    "wall_s",
+    "sittings",
+    "threads",
+    "speed",
+    "measure_speed",
+    "progress_bar",
+    "out_dir",
+    "checkpoint_steps",
+    "checkpoint_seconds",
+}
 
 
 def _hyperparams(tmp_path, overrides=None):
@@ -43,9 +71,27 @@ def _hyperparams(tmp_path, overrides=None):
 
 
 def _compare_args(out, hyperparams, methods="prune-b", timesteps=1500):
-    return ["compare", "--env", "Pendulum-v1", "--methods", methods, "--seeds", "1", "--timesteps", str(timesteps),
-            "--eval-freq", "250", "--eval-episodes", "1", "--hyperparams", str(hyperparams), "--out", str(out),
-            "--checkpoint-steps", "200"]  # fmt: skip
+    return [
+        "compare",
+        "--env",
+        "Pendulum-v1",
+        "--methods",
+        methods,
+        "--seeds",
+        "1",
+        "--timesteps",
+        str(timesteps),
+        "--eval-freq",
+        "250",
+        "--eval-episodes",
+        "1",
+        "--hyperparams",
+        str(hyperparams),
+        "--out",
+        str(out),
+        "--checkpoint-steps",
+        "200",
+    ]
 
 
 def _summary(out, method="prune-b"):
@@ -60,9 +106,13 @@ def test_killed_run_resumes_to_the_same_summary(tmp_path):
     out = tmp_path / "killed"
     run_dir = out / "prune-b" / "seed0"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "sb3_ofexi.cli", *_compare_args(out, hyperparams)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sb3_ofexi.cli", *_compare_args(out, hyperparams)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     killed_at = None
     while time.monotonic() < deadline and process.poll() is None:
@@ -120,8 +170,20 @@ def test_ray_backend_writes_what_the_local_backend_writes(tmp_path):
 
     def specs(out):
         # one torch thread in both: another thread count sums in another order (not bit-identical)
-        return [RunSpec(method, "Pendulum-v1", 0, 300, str(out), eval_freq=150, eval_episodes=1,
-                        hyperparams_dir=str(hyperparams), threads=1) for method in ("sac", "prune-b")]  # fmt: skip
+        return [
+            RunSpec(
+                method,
+                "Pendulum-v1",
+                0,
+                300,
+                str(out),
+                eval_freq=150,
+                eval_episodes=1,
+                hyperparams_dir=str(hyperparams),
+                threads=1,
+            )
+            for method in ("sac", "prune-b")
+        ]
 
     local = run_sweep(specs(tmp_path / "local"), jobs=1)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -15,8 +15,19 @@ from sb3_ofexi.zoo import main as zoo_main
 HYPERPARAMS = pathlib.Path(__file__).resolve().parents[1] / "hyperparams"
 YAML_FILES = sorted(HYPERPARAMS.glob("*.yml"))
 #: every Gymnasium MuJoCo v5 task (InvertedPendulum-v5's entry is a small CPU entry)
-MUJOCO_V5 = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
-             "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d")  # fmt: skip
+MUJOCO_V5 = (
+    "Ant",
+    "HalfCheetah",
+    "Hopper",
+    "Humanoid",
+    "HumanoidStandup",
+    "InvertedDoublePendulum",
+    "InvertedPendulum",
+    "Pusher",
+    "Reacher",
+    "Swimmer",
+    "Walker2d",
+)
 #: OFE blocks: 8 for HalfCheetah and 6 for the other MuJoCo tasks (paper section 5); 4 in small entries
 PAPER_LAYERS = {f"{task}-v5": 8 if task == "HalfCheetah" else 6 for task in MUJOCO_V5 if task != "InvertedPendulum"}
 
@@ -24,8 +35,11 @@ PAPER_LAYERS = {f"{task}-v5": 8 if task == "HalfCheetah" else 6 for task in MUJO
 def test_the_list_of_mujoco_v5_tasks_is_gymnasiums():
     import gymnasium as gym
 
-    registered = {name.split("-")[0] for name in gym.registry if name.endswith("-v5")
-                  and "mujoco" in str(gym.registry[name].entry_point)}  # fmt: skip
+    registered = {
+        name.split("-")[0]
+        for name in gym.registry
+        if name.endswith("-v5") and "mujoco" in str(gym.registry[name].entry_point)
+    }
     assert registered == set(MUJOCO_V5)
 
 
@@ -56,17 +70,62 @@ def test_every_yaml_entry_builds_a_model(path):
 
 def test_rl_zoo3_train_and_enjoy(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    common = ["--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--seed", "0", "--eval-freq", "150",
-              "--eval-episodes", "1", "-params", "learning_starts:100"]  # fmt: skip
-    assert zoo_main(["train", "--algo", "sac_ofexi", "-conf", str(HYPERPARAMS / "sac_ofexi_prune_b.yml"),
-                     "--device", "cpu", "--progress", *common, "ofe_pretrain_steps:10"]) == 0  # fmt: skip
+    common = [
+        "--env",
+        "Pendulum-v1",
+        "-n",
+        "300",
+        "-f",
+        "logs",
+        "--seed",
+        "0",
+        "--eval-freq",
+        "150",
+        "--eval-episodes",
+        "1",
+        "-params",
+        "learning_starts:100",
+    ]
+    assert (
+        zoo_main(
+            [
+                "train",
+                "--algo",
+                "sac_ofexi",
+                "-conf",
+                str(HYPERPARAMS / "sac_ofexi_prune_b.yml"),
+                "--device",
+                "cpu",
+                "--progress",
+                *common,
+                "ofe_pretrain_steps:10",
+            ]
+        )
+        == 0
+    )
     assert zoo_main(["train", "--algo", "sac", "-conf", str(HYPERPARAMS / "sac.yml"), *common]) == 0
     saved = tmp_path / "logs" / "sac_ofexi" / "Pendulum-v1_1" / "Pendulum-v1.zip"
     assert saved.exists() and (tmp_path / "logs" / "sac" / "Pendulum-v1_1" / "Pendulum-v1.zip").exists()
     assert SAC_OFEXi.load(saved).preset == "prune-b"
     for algo in ("sac_ofexi", "sac"):
-        assert zoo_main(["enjoy", "--algo", algo, "--env", "Pendulum-v1", "-f", "logs", "--no-render",
-                         "-n", "20", "--deterministic"]) == 0  # fmt: skip
+        assert (
+            zoo_main(
+                [
+                    "enjoy",
+                    "--algo",
+                    algo,
+                    "--env",
+                    "Pendulum-v1",
+                    "-f",
+                    "logs",
+                    "--no-render",
+                    "-n",
+                    "20",
+                    "--deterministic",
+                ]
+            )
+            == 0
+        )
 
 
 def test_zoo_usage_error():
@@ -76,9 +135,27 @@ def test_zoo_usage_error():
 
 def test_compare_writes_a_report_and_report_rebuilds_it(tmp_path, capsys):
     out = tmp_path / "cmp"
-    code = cli_main(["compare", "--env", "Pendulum-v1", "--methods", "sac,ofe,prune-b", "--seeds", "1",
-                     "--timesteps", "1100", "--eval-freq", "550", "--eval-episodes", "1", "--jobs", "1",
-                     "--out", str(out)])  # fmt: skip
+    code = cli_main(
+        [
+            "compare",
+            "--env",
+            "Pendulum-v1",
+            "--methods",
+            "sac,ofe,prune-b",
+            "--seeds",
+            "1",
+            "--timesteps",
+            "1100",
+            "--eval-freq",
+            "550",
+            "--eval-episodes",
+            "1",
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     report = (out / "report.md").read_text()
     for method in ("sac", "ofe", "prune-b"):
@@ -98,8 +175,24 @@ def test_compare_writes_a_report_and_report_rebuilds_it(tmp_path, capsys):
 
 
 def test_cli_train_writes_model_evaluations_and_summary(tmp_path):
-    code = cli_main(["train", "--env", "Pendulum-v1", "--method", "ofe", "--timesteps", "1050", "--seed", "2",
-                     "--eval-episodes", "1", "--out", str(tmp_path), "--no-progress"])  # fmt: skip
+    code = cli_main(
+        [
+            "train",
+            "--env",
+            "Pendulum-v1",
+            "--method",
+            "ofe",
+            "--timesteps",
+            "1050",
+            "--seed",
+            "2",
+            "--eval-episodes",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     run = tmp_path / "ofe" / "seed2"
     summary = json.loads((run / "summary.json").read_text())
@@ -116,14 +209,51 @@ def test_cli_bad_input(tmp_path, capsys):
 
 def test_rl_zoo3_optimize_sac_ofexi(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert zoo_main(["train", "--algo", "sac_ofexi", "--env", "Pendulum-v1", "-conf", "sac_ofexi_prune_b", "-optimize",
-                     "--n-trials", "2", "-n", "300", "--n-evaluations", "1", "--eval-episodes", "1", "--sampler",
-                     "random", "--pruner", "none", "--seed", "0", "-f", "logs", "-params", "learning_starts:200",
-                     "ofe_pretrain_steps:10", "prune_freq:100"]) == 0  # fmt: skip
+    assert (
+        zoo_main(
+            [
+                "train",
+                "--algo",
+                "sac_ofexi",
+                "--env",
+                "Pendulum-v1",
+                "-conf",
+                "sac_ofexi_prune_b",
+                "-optimize",
+                "--n-trials",
+                "2",
+                "-n",
+                "300",
+                "--n-evaluations",
+                "1",
+                "--eval-episodes",
+                "1",
+                "--sampler",
+                "random",
+                "--pruner",
+                "none",
+                "--seed",
+                "0",
+                "-f",
+                "logs",
+                "-params",
+                "learning_starts:200",
+                "ofe_pretrain_steps:10",
+                "prune_freq:100",
+            ]
+        )
+        == 0
+    )
     (report,) = (tmp_path / "logs" / "sac_ofexi").glob("report_Pendulum-v1_2-trials-300-random-none_*.csv")
     text = report.read_text()
-    for name in ("params_nu_ofe", "params_nu_actor", "params_nu_critic", "params_rho", "params_theta_lr",
-                 "params_ofe_units"):  # fmt: skip
+    for name in (
+        "params_nu_ofe",
+        "params_nu_actor",
+        "params_nu_critic",
+        "params_rho",
+        "params_theta_lr",
+        "params_ofe_units",
+    ):
         assert name in text
     assert text.count("COMPLETE") == 2
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
@@ -138,7 +268,9 @@ def test_results_page_is_rebuilt_identically_from_the_committed_summaries(tmp_pa
     shutil.copytree(root / "docs", tmp_path / "docs")
     monkeypatch.chdir(tmp_path)
     # the command docs/RESULTS.md says it was generated by (scripts/study.sh publish runs it)
-    assert cli_main(["results", "docs/results", "--study", "docs/study", "--out", "docs/RESULTS.md", "--smooth", "5"]) == 0
+    assert (
+        cli_main(["results", "docs/results", "--study", "docs/study", "--out", "docs/RESULTS.md", "--smooth", "5"]) == 0
+    )
     assert (tmp_path / "docs" / "RESULTS.md").read_text() == (root / "docs" / "RESULTS.md").read_text()
     reports = sorted((root / "docs" / "results").glob("*/report.md"))
     assert len(reports) >= 2  # Hopper-v5 and at least one more MuJoCo task

@@ -36,15 +36,19 @@ def check_budget(value: Any, name: str) -> int | float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name}={value!r} is invalid: accepted: None, an int > 0 (parameters as counted by "
-                         "param_counts()) or a float in (0, 1) (a fraction of the initial size)")  # fmt: skip
+        raise ValueError(
+            f"{name}={value!r} is invalid: accepted: None, an int > 0 (parameters as counted by "
+            "param_counts()) or a float in (0, 1) (a fraction of the initial size)"
+        )
     if isinstance(value, int):
         if value <= 0:
             raise ValueError(f"{name}={value!r} is invalid: a budget in parameters must be an int > 0")
         return value
     if not 0.0 < value < 1.0 or math.isnan(value):
-        raise ValueError(f"{name}={value!r} is invalid: a fractional budget must lie in (0, 1); give parameters "
-                         "as an int (e.g. 20000)")  # fmt: skip
+        raise ValueError(
+            f"{name}={value!r} is invalid: a fractional budget must lie in (0, 1); give parameters "
+            "as an int (e.g. 20000)"
+        )
     return float(value)
 
 

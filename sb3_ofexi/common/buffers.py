@@ -57,8 +57,14 @@ class DeviceReplayBuffer(ReplayBuffer):
         self.handle_timeout_termination = handle_timeout_termination
         obs_dim, act_dim = int(np.prod(self.obs_shape)), self.action_dim
         # column ranges of each field inside one row
-        widths = {"observations": obs_dim, "next_observations": obs_dim, "actions": act_dim,
-                  "rewards": 1, "dones": 1, "timeouts": 1}  # fmt: skip
+        widths = {
+            "observations": obs_dim,
+            "next_observations": obs_dim,
+            "actions": act_dim,
+            "rewards": 1,
+            "dones": 1,
+            "timeouts": 1,
+        }
         self._columns: dict[str, slice] = {}
         start = 0
         for name, width in widths.items():
@@ -124,7 +130,8 @@ class DeviceReplayBuffer(ReplayBuffer):
         rewards = rows[:, col["rewards"]]
         if env is not None:  # VecNormalize's statistics live in numpy: the slow path
             obs, next_obs = (
-                self._to_device(env.normalize_obs(x.cpu().numpy())) for x in (obs, next_obs)  # type: ignore[misc]
+                self._to_device(env.normalize_obs(x.cpu().numpy()))
+                for x in (obs, next_obs)  # type: ignore[misc]
             )
             rewards = self._to_device(env.normalize_reward(rewards.cpu().numpy()))  # type: ignore[arg-type]
         dones = rows[:, col["dones"]] * (1 - rows[:, col["timeouts"]])

@@ -41,11 +41,18 @@ POINTER = "checkpoint.json"
 
 #: per callback class: the attributes that make up its state (``n_calls`` always)
 CALLBACK_STATE: dict[str, tuple[str, ...]] = {
-    "EvalCallback": ("evaluations_results", "evaluations_timesteps", "evaluations_length", "evaluations_successes",
-                     "best_mean_reward", "last_mean_reward", "_is_success_buffer"),
+    "EvalCallback": (
+        "evaluations_results",
+        "evaluations_timesteps",
+        "evaluations_length",
+        "evaluations_successes",
+        "best_mean_reward",
+        "last_mean_reward",
+        "_is_success_buffer",
+    ),
     "SizeHistory": ("rows",),
     "PruningCallback": ("n_prunes", "_last_prune"),
-}  # fmt: skip
+}
 
 
 def callback_state(callback: BaseCallback) -> dict[str, Any]:
@@ -142,9 +149,7 @@ def _write_atomic(path: pathlib.Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_checkpoint(
-    run_dir: pathlib.Path, model: Any, envs: dict[str, VecEnv], state: dict[str, Any]
-) -> pathlib.Path:
+def write_checkpoint(run_dir: pathlib.Path, model: Any, envs: dict[str, VecEnv], state: dict[str, Any]) -> pathlib.Path:
     """Write ``checkpoint-<steps>/`` atomically and point ``checkpoint.json`` at it."""
     name = f"checkpoint-{model.num_timesteps}"
     tmp = run_dir / f"{name}.tmp"
@@ -232,7 +237,16 @@ class RunCheckpoint(BaseCallback):
         last_eval = None
         if self.evaluation is not None and self.evaluation.evaluations_results:
             last_eval = float(np.mean(self.evaluation.evaluations_results[-1]))
-        _write_atomic(self.run_dir / "progress.json", json.dumps({
-            "status": status, "timesteps": steps, "total": self.total_timesteps, "steps_per_s": rate,
-            "last_eval": last_eval, "time": time.time(),
-        }))  # fmt: skip
+        _write_atomic(
+            self.run_dir / "progress.json",
+            json.dumps(
+                {
+                    "status": status,
+                    "timesteps": steps,
+                    "total": self.total_timesteps,
+                    "steps_per_s": rate,
+                    "last_eval": last_eval,
+                    "time": time.time(),
+                }
+            ),
+        )

@@ -147,8 +147,7 @@ class OFEComplexity:
         downstream_o = self.first_pi + self.rho * (len(self.norms_oa) + self.target_dim + first_q)
         coef_o = densenet_paper_coefficients(self.d_o, self.norms_o, downstream_o)
         coef_oa = [
-            self.rho * c
-            for c in densenet_paper_coefficients(z_o + self.d_a, self.norms_oa, self.target_dim + first_q)
+            self.rho * c for c in densenet_paper_coefficients(z_o + self.d_a, self.norms_oa, self.target_dim + first_q)
         ]
         return coef_o, coef_oa
 

@@ -145,13 +145,18 @@ class ThetaDiagnostics:
         for name, gate in self.gates().items():
             sums = self._sums.get(name)
             push = self._push.get(name)
-            rows.append({
-                "timesteps": num_timesteps, "updates": n_updates, "layer": name, **stats[name],
-                "task_grad": float(sums[0]) / self._steps if sums else float("nan"),
-                "task_grad_signed": float(sums[1]) / self._steps if sums else float("nan"),
-                "push": float(push.mean()) if push is not None and push.numel() else float("nan"),
-                "adam_rate": adam_rate(optimizers[name], gate.theta),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "timesteps": num_timesteps,
+                    "updates": n_updates,
+                    "layer": name,
+                    **stats[name],
+                    "task_grad": float(sums[0]) / self._steps if sums else float("nan"),
+                    "task_grad_signed": float(sums[1]) / self._steps if sums else float("nan"),
+                    "push": float(push.mean()) if push is not None and push.numel() else float("nan"),
+                    "adam_rate": adam_rate(optimizers[name], gate.theta),
+                }
+            )
         self._sums, self._push, self._steps = {}, {}, 0
         self._flush_at = (num_timesteps // self.every + 1) * self.every
         return rows

@@ -120,8 +120,10 @@ class SACDeployedPolicy(nn.Module):
         super().__init__()
         actor = model.actor  # type: ignore[attr-defined]
         if not isinstance(actor.features_extractor, FlattenExtractor):
-            raise ValueError(f"export_policy: features extractor {type(actor.features_extractor).__name__}: "
-                             "accepted: the default FlattenExtractor")  # fmt: skip
+            raise ValueError(
+                f"export_policy: features extractor {type(actor.features_extractor).__name__}: "
+                "accepted: the default FlattenExtractor"
+            )
         self.latent_pi = copy.deepcopy(actor.latent_pi).cpu()
         self.mu = copy.deepcopy(actor.mu).cpu()
         _register_action_rescaling(self, model.action_space)  # type: ignore[arg-type]
@@ -176,9 +178,14 @@ def export_policy(model: BaseAlgorithm, path: str | pathlib.Path, check: bool = 
         if path.suffix == ".onnx":
             batch = th.export.Dim("batch", min=1)
             program = th.onnx.export(
-                deployed, (example,), input_names=["obs"], output_names=["action"],
-                dynamic_shapes={"obs": {0: batch}}, dynamo=True, verbose=False,
-            )  # fmt: skip
+                deployed,
+                (example,),
+                input_names=["obs"],
+                output_names=["action"],
+                dynamic_shapes={"obs": {0: batch}},
+                dynamo=True,
+                verbose=False,
+            )
             program.save(str(path))
         else:
             th.jit.save(th.jit.trace(deployed, example), str(path))

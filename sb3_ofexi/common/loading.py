@@ -36,8 +36,10 @@ def resolve_env(env: Any) -> Any:
         try:
             return gym.make(env)
         except gym.error.Error as error:
-            raise ValueError(f"env={env!r}: not a registered Gymnasium id ({error}); accepted: an id such as "
-                             "'Hopper-v5', a gymnasium.Env or a VecEnv") from error  # fmt: skip
+            raise ValueError(
+                f"env={env!r}: not a registered Gymnasium id ({error}); accepted: an id such as "
+                "'Hopper-v5', a gymnasium.Env or a VecEnv"
+            ) from error
     return env
 
 

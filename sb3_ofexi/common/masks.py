@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-
 import torch as th
 from torch import nn
 
@@ -215,8 +214,10 @@ def hand_to_policy(policy_kwargs: dict[str, Any] | None, algo: str, **values: An
     policy_kwargs = dict(policy_kwargs or {})
     for key, value in values.items():
         if key in policy_kwargs and policy_kwargs[key] != value:
-            raise ValueError(f"policy_kwargs[{key!r}]={policy_kwargs[key]!r} disagrees with {key}={value!r}: "
-                             f"pass it as {algo}'s argument only")  # fmt: skip
+            raise ValueError(
+                f"policy_kwargs[{key!r}]={policy_kwargs[key]!r} disagrees with {key}={value!r}: "
+                f"pass it as {algo}'s argument only"
+            )
         policy_kwargs[key] = value
     return policy_kwargs
 

@@ -159,9 +159,7 @@ class OFEXiNet(nn.Module):
         """Predicted next observation f_pred(z_oa)."""
         return self.f_pred(self.features_oa(self.features_o(obs), actions))
 
-    def pred_loss(
-        self, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor, reduction: str = "sum"
-    ) -> th.Tensor:
+    def pred_loss(self, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor, reduction: str = "sum") -> th.Tensor:
         """L_pred of eq. (8): squared error of the predicted next observation.
 
         :param reduction: ``"sum"``: eq. (8), the squared norm over the predicted entries,

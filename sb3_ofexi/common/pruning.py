@@ -40,6 +40,8 @@ class PruningCallback(BaseCallback):
                 self.n_prunes += 1
                 self.model.log_sizes()  # type: ignore[attr-defined]
                 if self.verbose >= 1:
-                    print(f"[{self.num_timesteps}] pruned: units {self.model.unit_counts()}, "  # type: ignore[attr-defined]
-                          f"params {self.model.param_counts()}")  # type: ignore[attr-defined]
+                    print(
+                        f"[{self.num_timesteps}] pruned: units {self.model.unit_counts()}, "  # type: ignore[attr-defined]
+                        f"params {self.model.param_counts()}"
+                    )  # type: ignore[attr-defined]
         return True

@@ -41,7 +41,7 @@ def check_compile_step(value: Any) -> bool | str:
     raise ValueError(f"compile_step={value!r} is invalid: accepted: True, False or 'auto'")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiler_available(device_type: str) -> tuple[bool, str]:
     """Whether ``torch.compile`` (inductor) can build kernels for ``device_type`` here, and why not."""
     if not hasattr(th, "compile"):
@@ -157,8 +157,10 @@ def graph_unsupported(optimizers: list[th.optim.Optimizer]) -> str:
     """
     for optimizer in optimizers:
         if "capturable" not in optimizer.defaults and type(optimizer) is not th.optim.SGD:
-            return (f"{type(optimizer).__name__} cannot step inside a CUDA graph (accepted: torch optimizers with "
-                    "a 'capturable' option, such as Adam and AdamW, or SGD)")  # fmt: skip
+            return (
+                f"{type(optimizer).__name__} cannot step inside a CUDA graph (accepted: torch optimizers with "
+                "a 'capturable' option, such as Adam and AdamW, or SGD)"
+            )
     return ""
 
 

@@ -32,8 +32,9 @@ SelfEauDeSAC = TypeVar("SelfEauDeSAC", bound="EauDeSAC")
 ACTOR_CRITICS = ("sampled", "elite")
 
 
-def sample_sparsity(rng: np.random.Generator, sparsity: float, step: int, end: int, period: int,
-                    regime: float, max_jump: float) -> float:  # fmt: skip
+def sample_sparsity(
+    rng: np.random.Generator, sparsity: float, step: int, end: int, period: int, regime: float, max_jump: float
+) -> float:
     """A duplicated member's new sparsity (the paper's eq. 3, its constants chosen here).
 
     The line from ``(step, sparsity)`` to ``(end, 1)`` reaches ``s + (1 - s) * period / (end - step)``
@@ -115,8 +116,9 @@ class EauDeSAC(SafeLoadMixin, SAC):
             raise ValueError(f"actor_critic={actor_critic!r}: accepted: {', '.join(ACTOR_CRITICS)}")
         if mask_distribution not in DISTRIBUTIONS:
             raise ValueError(f"mask_distribution={mask_distribution!r}: accepted: {', '.join(DISTRIBUTIONS)}")
-        policy_kwargs = hand_to_policy(policy_kwargs, "EauDeSAC", population_size=population_size,
-                                       mask_distribution=mask_distribution)  # fmt: skip
+        policy_kwargs = hand_to_policy(
+            policy_kwargs, "EauDeSAC", population_size=population_size, mask_distribution=mask_distribution
+        )
         self.population_size = int(population_size)
         self.selection_period = int(selection_period)
         self.regime = float(regime)
@@ -140,13 +142,19 @@ class EauDeSAC(SafeLoadMixin, SAC):
     def _setup_model(self) -> None:
         super()._setup_model()
         if not isinstance(self.policy, EauDeSACPolicy):
-            raise ValueError(f"policy={type(self.policy).__name__}: accepted: 'MlpPolicy' (EauDeSACPolicy) or a subclass")
+            raise ValueError(
+                f"policy={type(self.policy).__name__}: accepted: 'MlpPolicy' (EauDeSACPolicy) or a subclass"
+            )
         if self.train_freq.unit != TrainFrequencyUnit.STEP:
-            raise ValueError(f"train_freq={self.train_freq}: accepted: a frequency in env steps (the sparsity line's "
-                             "time axis is env steps)")  # fmt: skip
+            raise ValueError(
+                f"train_freq={self.train_freq}: accepted: a frequency in env steps (the sparsity line's "
+                "time axis is env steps)"
+            )
         if self.target_update_interval != 1:
-            raise ValueError(f"target_update_interval={self.target_update_interval}: accepted: 1 (the target "
-                             "tracks the elite every step)")  # fmt: skip
+            raise ValueError(
+                f"target_update_interval={self.target_update_interval}: accepted: 1 (the target "
+                "tracks the elite every step)"
+            )
 
     # --- sparsity -------------------------------------------------------------------------------
     def target_sparsity(self) -> float:
@@ -201,10 +209,12 @@ class EauDeSAC(SafeLoadMixin, SAC):
                 target_q = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q
 
             # every member regresses the same target: the TD loss is a distillation loss
-            losses = th.stack([
-                0.5 * sum(F.mse_loss(q, target_q) for q in member(replay_data.observations, replay_data.actions))
-                for member in members
-            ])  # fmt: skip
+            losses = th.stack(
+                [
+                    0.5 * sum(F.mse_loss(q, target_q) for q in member(replay_data.observations, replay_data.actions))
+                    for member in members
+                ]
+            )
             self.critic.optimizer.zero_grad()
             losses.sum().backward()  # members share no weights: each gets its own gradient
             self.critic.optimizer.step()
@@ -274,8 +284,9 @@ class EauDeSAC(SafeLoadMixin, SAC):
             with th.no_grad():
                 members[slot].load_state_dict(members[parent].state_dict())
                 masks.copy_group_(policy.member_group(slot), policy.member_group(parent))
-            sparsity = sample_sparsity(rng, self.member_sparsities[parent], start, end, period_env_steps,
-                                       self.regime, self.max_jump)  # fmt: skip
+            sparsity = sample_sparsity(
+                rng, self.member_sparsities[parent], start, end, period_env_steps, self.regime, self.max_jump
+            )
             masks.update_(policy.member_group(slot), sparsity)
             self.member_sparsities[slot] = masks.sparsity(policy.member_group(slot))
             policy.reset_member_optimizer(slot)
@@ -283,8 +294,9 @@ class EauDeSAC(SafeLoadMixin, SAC):
         # the target takes the winner's sparsity: its masked entries are zeroed, and Polyak
         # towards the (equally masked) elite keeps them at zero
         with th.no_grad():
-            for (_, target_layer), (_, mask) in zip(linear_layers(self.critic_target),
-                                                    masks.pairs(policy.member_group(winner))):  # fmt: skip
+            for (_, target_layer), (_, mask) in zip(
+                linear_layers(self.critic_target), masks.pairs(policy.member_group(winner))
+            ):
                 target_layer.weight.mul_(mask)
         self.sparsity_history.append((self.num_timesteps, self.member_sparsities[winner]))
         self.selections += 1

@@ -49,8 +49,10 @@ class EauDeSACPolicy(SACPolicy):
         if mask_distribution not in DISTRIBUTIONS:
             raise ValueError(f"mask_distribution={mask_distribution!r}: accepted: {', '.join(DISTRIBUTIONS)}")
         if kwargs.get("share_features_extractor"):
-            raise ValueError("share_features_extractor=True: accepted: False (each online critic has its own "
-                             "input; the actor's features must not be trained by K critic losses)")  # fmt: skip
+            raise ValueError(
+                "share_features_extractor=True: accepted: False (each online critic has its own "
+                "input; the actor's features must not be trained by K critic losses)"
+            )
         self.population_size = population_size
         self.mask_distribution = mask_distribution
         super().__init__(*args, **kwargs)
@@ -64,9 +66,13 @@ class EauDeSACPolicy(SACPolicy):
         self.critic = CriticPopulation(members)
         self.critic_target = self.make_critic(features_extractor=None)
         self.critic_target.load_state_dict(members[0].state_dict())
-        self.critic.optimizer = self.optimizer_class(self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.critic.optimizer = self.optimizer_class(
+            self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
         self.critic_target.set_training_mode(False)
-        groups = {self.member_group(k): linear_layers(member, f"critic.members.{k}.") for k, member in enumerate(members)}
+        groups = {
+            self.member_group(k): linear_layers(member, f"critic.members.{k}.") for k, member in enumerate(members)
+        }
         self.weight_masks = WeightMasks(groups, self.mask_distribution)
         install_mask_hooks(self.critic.optimizer, self.weight_masks, None)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.sac.policies import SACPolicy
 
 from sb3_ofexi.common.masks import DISTRIBUTIONS, WeightMasks, install_mask_hooks, linear_layers
 

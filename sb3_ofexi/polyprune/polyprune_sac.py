@@ -18,7 +18,12 @@ from stable_baselines3.common.type_aliases import GymEnv
 from sb3_ofexi.common.complexity import count_params
 from sb3_ofexi.common.loading import SafeLoadMixin
 from sb3_ofexi.common.masks import (
-    DISTRIBUTIONS, check_fraction, check_int, cubic_sparsity, hand_to_policy, zero_adam_moments_,
+    DISTRIBUTIONS,
+    check_fraction,
+    check_int,
+    cubic_sparsity,
+    hand_to_policy,
+    zero_adam_moments_,
 )
 from sb3_ofexi.polyprune.policies import MlpPolicy, PolyPruneSACPolicy
 
@@ -28,11 +33,15 @@ SelfPolyPruneSAC = TypeVar("SelfPolyPruneSAC", bound="PolyPruneSAC")
 def check_schedule_point(name: str, value: int | float) -> None:
     """A point of a schedule: a float in [0, 1] (fraction of the learn() budget) or an int >= 0 (env steps)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}={value!r}: accepted: a float in [0, 1] (fraction of the budget) or an int >= 0 (env steps)")
+        raise ValueError(
+            f"{name}={value!r}: accepted: a float in [0, 1] (fraction of the budget) or an int >= 0 (env steps)"
+        )
     if isinstance(value, (float, np.floating)):
         check_fraction(name, float(value), high_open=False)
     elif value < 0:
-        raise ValueError(f"{name}={value!r}: accepted: a float in [0, 1] (fraction of the budget) or an int >= 0 (env steps)")
+        raise ValueError(
+            f"{name}={value!r}: accepted: a float in [0, 1] (fraction of the budget) or an int >= 0 (env steps)"
+        )
 
 
 def schedule_point(value: int | float, total: int) -> int:
@@ -85,12 +94,15 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
         check_schedule_point("prune_start", prune_start)
         check_schedule_point("prune_end", prune_end)
         if type(prune_start) is type(prune_end) and prune_end < prune_start:
-            raise ValueError(f"prune_end={prune_end!r} < prune_start={prune_start!r}: accepted: prune_start <= prune_end")
+            raise ValueError(
+                f"prune_end={prune_end!r} < prune_start={prune_start!r}: accepted: prune_start <= prune_end"
+            )
         check_int("mask_update_freq", mask_update_freq, 1)
         if mask_distribution not in DISTRIBUTIONS:
             raise ValueError(f"mask_distribution={mask_distribution!r}: accepted: {', '.join(DISTRIBUTIONS)}")
-        policy_kwargs = hand_to_policy(policy_kwargs, "PolyPruneSAC", prune_actor=prune_actor,
-                                       mask_distribution=mask_distribution)  # fmt: skip
+        policy_kwargs = hand_to_policy(
+            policy_kwargs, "PolyPruneSAC", prune_actor=prune_actor, mask_distribution=mask_distribution
+        )
         self.final_sparsity = float(final_sparsity)
         self.prune_start = prune_start
         self.prune_end = prune_end
@@ -112,8 +124,9 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
         super()._setup_model()
         self._sparsities = None
         if not isinstance(self.policy, PolyPruneSACPolicy):
-            raise ValueError(f"policy={type(self.policy).__name__}: accepted: 'MlpPolicy' (PolyPruneSACPolicy) "
-                             "or a subclass of it")  # fmt: skip
+            raise ValueError(
+                f"policy={type(self.policy).__name__}: accepted: 'MlpPolicy' (PolyPruneSACPolicy) or a subclass of it"
+            )
 
     # --- the schedule -------------------------------------------------------------------------
     def schedule_steps(self, total_timesteps: int | None = None) -> tuple[int, int]:

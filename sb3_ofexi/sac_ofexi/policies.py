@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from types import FrameType
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import torch as th
@@ -15,15 +15,16 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim, prepro
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_ofexi.common.complexity import (
+from sb3_ofexi.common.complexity import (  # noqa: F401 (re-exported)
     OFEComplexity,
+    count_params,
     densenet_complexity,
     mlp_complexity,
+    mlp_param_count,
     mlp_regulariser,
     ofe_complexity,
     theta_norm,
 )
-from sb3_ofexi.common.complexity import count_params, mlp_param_count  # noqa: F401 (re-exported)
 from sb3_ofexi.common.ofenet import OFEXiNet, XiDenseBlock
 from sb3_ofexi.common.surgery import Surgery, make_linear
 from sb3_ofexi.common.xi import XiGate, xi_gates
@@ -211,9 +212,7 @@ class XiActor(nn.Module):
 class XiCritic(nn.Module):
     """n_critics Q-networks on z_oa, each an XiMlp with its own gates (and widths after pruning)."""
 
-    def __init__(
-        self, z_oa_dim: int, net_arch: list[list[int]], activation_fn: type[nn.Module], use_xi: bool
-    ) -> None:
+    def __init__(self, z_oa_dim: int, net_arch: list[list[int]], activation_fn: type[nn.Module], use_xi: bool) -> None:
         super().__init__()
         self.q_networks = nn.ModuleList(XiMlp(z_oa_dim, arch, 1, activation_fn, use_xi) for arch in net_arch)
         self.optimizer: th.optim.Optimizer

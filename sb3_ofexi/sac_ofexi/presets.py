@@ -15,17 +15,44 @@ _NO_REG = {"nu_ofe": 0.0, "nu_actor": 0.0, "nu_critic": 0.0, "lambda_ofe": 0.0, 
 # paper (docs/CALIBRATION.md, "The RL side").
 _FIDELITY = {"regulariser": "paper", "pred_loss": "sum", "nu_rl_reference": "ofenet"}
 
-PRESETS: dict[str, dict[str, Any]] = {name: {**_FIDELITY, **config} for name, config in {
-    "ofe": {**_SMALL, **_NO_REG, "use_xi": False, "rho": 0.5},
-    "ofe-big": {**_BIG, **_NO_REG, "use_xi": False, "rho": 0.5},
-    # Table 2. nu_critic is the paper's nu_q (SB3's SAC has no V network, so nu_v is dropped).
-    "prune-a": {**_BIG, "use_xi": True, "lambda_ofe": 1e-9, "lambda_rl": 1e-9, "nu_ofe": 5e-8,
-                "nu_actor": 2e-6, "nu_critic": 1e-4, "rho": 1.0},
-    "prune-b": {**_BIG, "use_xi": True, "lambda_ofe": 1e-6, "lambda_rl": 1e-9, "nu_ofe": 2e-7,
-                "nu_actor": 1e-5, "nu_critic": 5e-4, "rho": 0.5},
-    "prune-c": {**_BIG, "use_xi": True, "lambda_ofe": 1e-6, "lambda_rl": 1e-9, "nu_ofe": 3e-7,
-                "nu_actor": 2e-5, "nu_critic": 2.5e-3, "rho": 0.5},
-}.items()}  # fmt: skip
+PRESETS: dict[str, dict[str, Any]] = {
+    name: {**_FIDELITY, **config}
+    for name, config in {
+        "ofe": {**_SMALL, **_NO_REG, "use_xi": False, "rho": 0.5},
+        "ofe-big": {**_BIG, **_NO_REG, "use_xi": False, "rho": 0.5},
+        # Table 2. nu_critic is the paper's nu_q (SB3's SAC has no V network, so nu_v is dropped).
+        "prune-a": {
+            **_BIG,
+            "use_xi": True,
+            "lambda_ofe": 1e-9,
+            "lambda_rl": 1e-9,
+            "nu_ofe": 5e-8,
+            "nu_actor": 2e-6,
+            "nu_critic": 1e-4,
+            "rho": 1.0,
+        },
+        "prune-b": {
+            **_BIG,
+            "use_xi": True,
+            "lambda_ofe": 1e-6,
+            "lambda_rl": 1e-9,
+            "nu_ofe": 2e-7,
+            "nu_actor": 1e-5,
+            "nu_critic": 5e-4,
+            "rho": 0.5,
+        },
+        "prune-c": {
+            **_BIG,
+            "use_xi": True,
+            "lambda_ofe": 1e-6,
+            "lambda_rl": 1e-9,
+            "nu_ofe": 3e-7,
+            "nu_actor": 2e-5,
+            "nu_critic": 2.5e-3,
+            "rho": 0.5,
+        },
+    }.items()
+}
 
 #: What ``SAC_OFEXi(...)`` uses when no preset is named: the method itself, Prune-B.
 DEFAULT_PRESET = "prune-b"

@@ -21,14 +21,22 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import maybe_make_env
-from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
-from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples
 from torch import nn
 
-from sb3_ofexi.common.budget import BUDGET_KINDS, REACH, budget_params, check_budget, dual_update, fit_to_budget, target_size
+from sb3_ofexi.common.budget import (
+    BUDGET_KINDS,
+    REACH,
+    budget_params,
+    check_budget,
+    dual_update,
+    fit_to_budget,
+    target_size,
+)
 from sb3_ofexi.common.buffers import DeviceReplayBuffer
 from sb3_ofexi.common.complexity import REGULARISERS
 from sb3_ofexi.common.diagnostics import ThetaDiagnostics, network_of, theta_stats, undecided_by_network
@@ -176,7 +184,10 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     :param sac_kwargs: everything :class:`stable_baselines3.SAC` accepts
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy, "MultiInputPolicy": MultiInputPolicy}
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
     policy: SACOFEXiPolicy
 
     def __init__(
@@ -215,10 +226,18 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
     ) -> None:
         config = get_preset(preset)
         given = dict(
-            ofe_units=ofe_units, use_xi=use_xi, nu_ofe=nu_ofe, nu_actor=nu_actor, nu_critic=nu_critic,
-            lambda_ofe=lambda_ofe, lambda_rl=lambda_rl, rho=rho, regulariser=regulariser, pred_loss=pred_loss,
+            ofe_units=ofe_units,
+            use_xi=use_xi,
+            nu_ofe=nu_ofe,
+            nu_actor=nu_actor,
+            nu_critic=nu_critic,
+            lambda_ofe=lambda_ofe,
+            lambda_rl=lambda_rl,
+            rho=rho,
+            regulariser=regulariser,
+            pred_loss=pred_loss,
             nu_rl_reference=nu_rl_reference,
-        )  # fmt: skip
+        )
         config.update({k: v for k, v in given.items() if v is not None})
         _validate(config, ofe_layers, theta_tol, theta_lr, xi_start, xi_round, prune_freq, ofe_pretrain_steps)
         if env is not None:
@@ -254,14 +273,20 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         self.xi_start = _schedule_value(xi_start)
         self.xi_round = _schedule_value(xi_round)
         self.prune_freq = prune_freq
-        if isinstance(theta_diagnostics_freq, bool) or not isinstance(theta_diagnostics_freq, int) or theta_diagnostics_freq < 0:
+        if (
+            isinstance(theta_diagnostics_freq, bool)
+            or not isinstance(theta_diagnostics_freq, int)
+            or theta_diagnostics_freq < 0
+        ):
             raise ValueError(f"theta_diagnostics_freq={theta_diagnostics_freq!r}: accepted: an int >= 0 (0: off)")
         self.theta_diagnostics_freq = theta_diagnostics_freq
         self.ofe_pretrain_steps = ofe_pretrain_steps
         self.compile_step = check_compile_step(compile_step)
         if self.compile_step is True and self.use_sde:
-            raise ValueError("compile_step=True with use_sde=True: accepted: compile_step=False or 'auto' (gSDE's "
-                             "exploration matrices are state outside a compiled graph; the step stays eager)")  # fmt: skip
+            raise ValueError(
+                "compile_step=True with use_sde=True: accepted: compile_step=False or 'auto' (gSDE's "
+                "exploration matrices are state outside a compiled graph; the step stays eager)"
+            )
         self.deploy_budget = check_budget(deploy_budget, "deploy_budget")
         self.train_budget = check_budget(train_budget, "train_budget")
         if isinstance(budget_rate, bool) or not isinstance(budget_rate, (int, float)) or not budget_rate > 0:
@@ -290,7 +315,11 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
             self._setup_model()
 
     def _setup_model(self) -> None:
-        if self.replay_buffer_class is None and self.device.type == "cuda" and isinstance(self.observation_space, spaces.Box):
+        if (
+            self.replay_buffer_class is None
+            and self.device.type == "cuda"
+            and isinstance(self.observation_space, spaces.Box)
+        ):
             # minibatches gathered on the GPU: no numpy gather and host copy per sample
             self.replay_buffer_class = DeviceReplayBuffer
         super()._setup_model()
@@ -329,9 +358,17 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
 
     def _excluded_save_params(self) -> list[str]:
         return [
-            *super()._excluded_save_params(), "ofe", "_target_pairs", "_pieces", "_thetas", "_step_builds", "_nu_scale",
-            "_graphed", "_graph", "_theta_diag",
-        ]  # fmt: skip
+            *super()._excluded_save_params(),
+            "ofe",
+            "_target_pairs",
+            "_pieces",
+            "_thetas",
+            "_step_builds",
+            "_nu_scale",
+            "_graphed",
+            "_graph",
+            "_theta_diag",
+        ]
 
     def get_parameters(self) -> dict[str, dict]:
         """SB3's, with optimizer states as the eager step keeps them (a CUDA graph's capturable
@@ -434,12 +471,16 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         for kind, budget in self.budgets().items():
             value, initial = getattr(self, f"{kind}_budget"), self.initial_param_counts[kind]  # type: ignore[index]
             if budget > initial:
-                raise ValueError(f"{kind}_budget={value!r} is larger than the initial {kind} size ({initial:,} "
-                                 f"parameters): accepted: an int <= {initial:,}, or a float in (0, 1)")  # fmt: skip
+                raise ValueError(
+                    f"{kind}_budget={value!r} is larger than the initial {kind} size ({initial:,} "
+                    f"parameters): accepted: an int <= {initial:,}, or a float in (0, 1)"
+                )
             if budget < smallest[kind]:
-                raise ValueError(f"{kind}_budget={value!r} ({budget:,} parameters) is below the smallest {kind} "
-                                 f"size these networks can be pruned to ({smallest[kind]:,}): accepted: "
-                                 f"{smallest[kind]:,} to {initial:,} parameters")  # fmt: skip
+                raise ValueError(
+                    f"{kind}_budget={value!r} ({budget:,} parameters) is below the smallest {kind} "
+                    f"size these networks can be pruned to ({smallest[kind]:,}): accepted: "
+                    f"{smallest[kind]:,} to {initial:,} parameters"
+                )
 
     def _refresh_nu_scale(self) -> None:
         m_deploy, m_train = self.nu_multipliers["deploy"], self.nu_multipliers["train"]
@@ -491,8 +532,10 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
             self.budget_dropped_units += dropped
             self.logger.record(f"xi/budget_dropped_units_{kind}", dropped)
             if dropped and self.verbose >= 1:
-                print(f"[{self.num_timesteps}] {kind} budget {budget:,}: rounding kept too much, dropped the "
-                      f"{dropped} lowest-theta units")  # fmt: skip
+                print(
+                    f"[{self.num_timesteps}] {kind} budget {budget:,}: rounding kept too much, dropped the "
+                    f"{dropped} lowest-theta units"
+                )
 
     # --- theta schedule (SPEC section 3) -------------------------------------------------------
     def _gates(self) -> list[XiGate]:
@@ -682,9 +725,7 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         nu = nu * self._nu_scale[3] if self._has_budget else nu
         return sum(nu * q_net.regulariser(d_z_oa, self.regulariser) for q_net in self.critic.q_networks)
 
-    def _policy_forward(
-        self, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor
-    ) -> tuple[th.Tensor, ...]:
+    def _policy_forward(self, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, ...]:
         """OFE features (evaluation mode, no graph) and the actor's actions on z_o (with graph).
 
         Everything a piece returns is differentiated by one backward (the actor's): a compiled
@@ -879,8 +920,12 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         return gates
 
     def _layer_optimizers(self) -> dict[str, th.optim.Optimizer]:
-        by_net = {"phi_o": self.policy.ofe_optimizer, "phi_oa": self.policy.ofe_optimizer,
-                  "actor": self.actor.optimizer, "critic": self.critic.optimizer}  # fmt: skip
+        by_net = {
+            "phi_o": self.policy.ofe_optimizer,
+            "phi_oa": self.policy.ofe_optimizer,
+            "actor": self.actor.optimizer,
+            "critic": self.critic.optimizer,
+        }
         return {layer: by_net[network_of(layer)] for layer in self._layer_gates()}
 
     def _regulariser_push(self) -> dict[str, th.Tensor]:
@@ -930,7 +975,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
             batch["discounts"] = data.discounts
         return batch
 
-    def _gradient_step(self, pieces: StepPieces, batch: dict[str, th.Tensor], update_target: bool) -> dict[str, th.Tensor]:
+    def _gradient_step(
+        self, pieces: StepPieces, batch: dict[str, th.Tensor], update_target: bool
+    ) -> dict[str, th.Tensor]:
         """One gradient step of Algorithm 1 (lines 7-21) on sampled minibatches; its losses.
 
         The eager reference, and what :class:`~sb3_ofexi.common.step.GraphedStep` captures on
@@ -940,7 +987,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         regularise = self.use_xi and self.xi_phase == "learning"  # thetas learn: nu terms and projections
         stats = {"aux_loss": self._ofe_descend(pieces, batch["ofe_obs"], batch["ofe_actions"], batch["ofe_next_obs"])}
         discounts = batch.get("discounts", self.gamma)
-        z_o, next_z_o, z_oa, actions_pi, log_prob = pieces.policy_forward(batch["obs"], batch["next_obs"], batch["actions"])
+        z_o, next_z_o, z_oa, actions_pi, log_prob = pieces.policy_forward(
+            batch["obs"], batch["next_obs"], batch["actions"]
+        )
         if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
             ent_coef = th.exp(self.log_ent_coef.detach())
             ent_coef_loss = -(self.log_ent_coef * (log_prob.detach() + self.target_entropy)).mean()
@@ -1040,7 +1089,9 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         for name, value in zip(names, stacked.tolist()):  # the one host sync of train()
             self.logger.record(name, value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("time/step_compiled", float(self._graphed or (self._pieces is not None and self._pieces.compiled)))
+        self.logger.record(
+            "time/step_compiled", float(self._graphed or (self._pieces is not None and self._pieces.compiled))
+        )
         self.logger.record("time/step_graphed", float(self._graph is not None and self._graph.graph is not None))
         self.logger.record("time/step_rebuilds", max(0, self._step_builds - 1))
         self.logger.record("train/xi_learning", float(self.xi_phase == "learning"))
@@ -1080,7 +1131,9 @@ def _check_policy_kwargs(policy: Any, policy_kwargs: dict[str, Any], aliases: di
 
     if isinstance(policy, str):
         if policy in REFUSED_POLICIES:
-            raise ValueError(f"policy={policy!r} is not supported: {REFUSED_POLICIES[policy]}; accepted: {sorted(aliases)}")
+            raise ValueError(
+                f"policy={policy!r} is not supported: {REFUSED_POLICIES[policy]}; accepted: {sorted(aliases)}"
+            )
         if policy not in aliases:
             raise ValueError(f"policy={policy!r}: accepted: {sorted(aliases)} or a SACOFEXiPolicy subclass")
         policy_class = aliases[policy]
@@ -1088,8 +1141,11 @@ def _check_policy_kwargs(policy: Any, policy_kwargs: dict[str, Any], aliases: di
         policy_class = policy
     else:
         raise ValueError(f"policy={policy!r}: accepted: {sorted(aliases)} or a SACOFEXiPolicy subclass")
-    accepted = [name for name in inspect.signature(policy_class.__init__).parameters
-                if name not in ("self", "observation_space", "action_space", "lr_schedule", "use_sde")]  # fmt: skip
+    accepted = [
+        name
+        for name in inspect.signature(policy_class.__init__).parameters
+        if name not in ("self", "observation_space", "action_space", "lr_schedule", "use_sde")
+    ]
     for key in policy_kwargs:
         if key in accepted:
             continue
@@ -1109,7 +1165,9 @@ def _validate(
 ) -> None:
     """Construction-time checks: a ValueError naming the value and what is accepted."""
     for key, accepted in (
-        ("regulariser", REGULARISERS), ("pred_loss", PRED_LOSSES), ("nu_rl_reference", tuple(NU_RL_FACTORS))
+        ("regulariser", REGULARISERS),
+        ("pred_loss", PRED_LOSSES),
+        ("nu_rl_reference", tuple(NU_RL_FACTORS)),
     ):
         if config[key] not in accepted:
             raise ValueError(f"{key}={config[key]!r} is invalid: accepted: {', '.join(map(repr, accepted))}")
