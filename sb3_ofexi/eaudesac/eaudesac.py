@@ -23,8 +23,8 @@ from stable_baselines3.common.utils import polyak_update
 from sb3_ofexi.common.complexity import count_params
 from sb3_ofexi.common.loading import SafeLoadMixin
 from sb3_ofexi.common.masks import DISTRIBUTIONS, check_fraction, check_int, hand_to_policy, linear_layers
+from sb3_ofexi.common.schedule import env_steps, parse_schedule_point
 from sb3_ofexi.eaudesac.policies import EauDeSACPolicy, MlpPolicy
-from sb3_ofexi.polyprune.polyprune_sac import check_schedule_point, schedule_point
 
 SelfEauDeSAC = TypeVar("SelfEauDeSAC", bound="EauDeSAC")
 
@@ -111,7 +111,7 @@ class EauDeSAC(SafeLoadMixin, SAC):
         check_fraction("max_jump", max_jump, low=0.0, high=1.0, high_open=False)
         if max_jump == 0:
             raise ValueError("max_jump=0: accepted: a number in (0, 1] (0 would never prune)")
-        check_schedule_point("prune_end", prune_end)
+        prune_end = parse_schedule_point(prune_end, "prune_end")
         if actor_critic not in ACTOR_CRITICS:
             raise ValueError(f"actor_critic={actor_critic!r}: accepted: {', '.join(ACTOR_CRITICS)}")
         if mask_distribution not in DISTRIBUTIONS:
@@ -304,7 +304,7 @@ class EauDeSAC(SafeLoadMixin, SAC):
         self._period_steps = 0
 
     def _prune_end_steps(self) -> int:
-        return max(schedule_point(self.prune_end, self._total_timesteps), 1)
+        return max(round(env_steps(self.prune_end, self._total_timesteps)), 1)
 
     def _env_steps_per_period(self) -> int:
         """A period in env steps (the line's time axis is env steps)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 from stable_baselines3 import SAC
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv
@@ -25,28 +24,10 @@ from sb3_ofexi.common.masks import (
     hand_to_policy,
     zero_adam_moments_,
 )
+from sb3_ofexi.common.schedule import env_steps, parse_schedule_point
 from sb3_ofexi.polyprune.policies import MlpPolicy, PolyPruneSACPolicy
 
 SelfPolyPruneSAC = TypeVar("SelfPolyPruneSAC", bound="PolyPruneSAC")
-
-
-def check_schedule_point(name: str, value: int | float) -> None:
-    """A point of a schedule: a float in [0, 1] (fraction of the learn() budget) or an int >= 0 (env steps)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(
-            f"{name}={value!r}: accepted: a float in [0, 1] (fraction of the budget) or an int >= 0 (env steps)"
-        )
-    if isinstance(value, (float, np.floating)):
-        check_fraction(name, float(value), high_open=False)
-    elif value < 0:
-        raise ValueError(
-            f"{name}={value!r}: accepted: a float in [0, 1] (fraction of the budget) or an int >= 0 (env steps)"
-        )
-
-
-def schedule_point(value: int | float, total: int) -> int:
-    """Env steps of a schedule point (see :func:`check_schedule_point`)."""
-    return round(float(value) * total) if isinstance(value, (float, np.floating)) else int(value)
 
 
 class PolyPruneSAC(SafeLoadMixin, SAC):
@@ -91,8 +72,8 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
         **kwargs: Any,
     ) -> None:
         check_fraction("final_sparsity", final_sparsity)
-        check_schedule_point("prune_start", prune_start)
-        check_schedule_point("prune_end", prune_end)
+        prune_start = parse_schedule_point(prune_start, "prune_start")
+        prune_end = parse_schedule_point(prune_end, "prune_end")
         if type(prune_start) is type(prune_end) and prune_end < prune_start:
             raise ValueError(
                 f"prune_end={prune_end!r} < prune_start={prune_start!r}: accepted: prune_start <= prune_end"
@@ -132,7 +113,7 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
     def schedule_steps(self, total_timesteps: int | None = None) -> tuple[int, int]:
         """``(t_s, t_e)`` in env steps for a learn() budget (default: the current one)."""
         total = self._total_timesteps if total_timesteps is None else total_timesteps
-        start, end = schedule_point(self.prune_start, total), schedule_point(self.prune_end, total)
+        start, end = round(env_steps(self.prune_start, total)), round(env_steps(self.prune_end, total))
         return start, max(start, end)
 
     def target_sparsity(self, step: int | None = None) -> float:

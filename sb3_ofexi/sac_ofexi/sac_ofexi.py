@@ -44,6 +44,7 @@ from sb3_ofexi.common.export import DeployedPolicy, export_policy
 from sb3_ofexi.common.loading import SafeLoadMixin
 from sb3_ofexi.common.ofenet import PRED_LOSSES
 from sb3_ofexi.common.pruning import PruningCallback
+from sb3_ofexi.common.schedule import env_steps, parse_schedule_point
 from sb3_ofexi.common.step import (
     GraphedStep,
     StepPieces,
@@ -270,8 +271,8 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         self.nu_rl_reference = str(config["nu_rl_reference"])
         self.theta_tol = theta_tol
         self.theta_lr = theta_lr
-        self.xi_start = _schedule_value(xi_start)
-        self.xi_round = _schedule_value(xi_round)
+        self.xi_start = parse_schedule_point(xi_start, "xi_start")
+        self.xi_round = parse_schedule_point(xi_round, "xi_round")
         self.prune_freq = prune_freq
         if (
             isinstance(theta_diagnostics_freq, bool)
@@ -551,12 +552,8 @@ class SAC_OFEXi(SafeLoadMixin, SAC):  # noqa: N801 (the paper's name)
         """``(xi_start, xi_round)`` in env steps for a learn() budget (default: the current one);
         ``inf`` where the thetas are never rounded."""
         total = self._total_timesteps if total_timesteps is None else total_timesteps
-
-        def steps(point: int | float) -> float:
-            return point * total if isinstance(point, float) else float(point)
-
         never = isinstance(self.xi_round, float) and self.xi_round >= 1.0
-        return steps(self.xi_start), float("inf") if never else steps(self.xi_round)
+        return env_steps(self.xi_start, total), float("inf") if never else env_steps(self.xi_round, total)
 
     def _update_xi_phase(self) -> None:
         """Frozen at 1 until ``xi_start``, learning until ``xi_round``, then rounded and frozen."""
@@ -1182,9 +1179,7 @@ def _validate(
         raise ValueError(f"theta_tol={theta_tol!r} is invalid: accepted: a number in (0, 1)")
     if theta_lr is not None and (not isinstance(theta_lr, (int, float)) or not theta_lr > 0):
         raise ValueError(f"theta_lr={theta_lr!r} is invalid: accepted: a number > 0, or None")
-    for name, value in (("xi_start", xi_start), ("xi_round", xi_round)):
-        _schedule_value(value, name)
-    start, round_at = _schedule_value(xi_start), _schedule_value(xi_round)
+    start, round_at = parse_schedule_point(xi_start, "xi_start"), parse_schedule_point(xi_round, "xi_round")
     if type(start) is type(round_at) and start >= round_at:  # mixed int/float: checked in learn()
         raise ValueError(
             f"xi_start={xi_start!r} must be smaller than xi_round={xi_round!r} "
@@ -1204,23 +1199,6 @@ def _validate(
         raise ValueError(f"prune_freq={prune_freq!r} is invalid: accepted: an int >= 0 (0 disables pruning)")
     if ofe_pretrain_steps is not None and (not isinstance(ofe_pretrain_steps, int) or ofe_pretrain_steps < 0):
         raise ValueError(f"ofe_pretrain_steps={ofe_pretrain_steps!r} is invalid: accepted: an int >= 0, or None")
-
-
-def _schedule_value(value: Any, name: str = "xi_start/xi_round") -> int | float:
-    """An int (env steps, >= 0) or a float in [0, 1] (fraction of the learn() budget)."""
-    if isinstance(value, (bool, np.bool_)):
-        pass
-    elif isinstance(value, (int, np.integer)) and value >= 0:
-        return int(value)
-    elif isinstance(value, (float, np.floating)) and 0.0 <= value <= 1.0:
-        return float(value)
-    hint = ""
-    if isinstance(value, (float, np.floating)) and value > 1.0 and float(value).is_integer():
-        hint = f" (for {int(value):,} env steps write the int {int(value)}; in YAML, without !!float)"
-    raise ValueError(
-        f"{name}={value!r} is invalid: accepted: an int >= 0 (env steps) or a float in [0, 1] "
-        f"(fraction of the learn() budget){hint}"
-    )
 
 
 #: what files saved before these settings existed were trained with (regulariser and pred_loss:
