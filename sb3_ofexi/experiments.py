@@ -199,6 +199,13 @@ class SizeHistory(BaseCallback):
         self.every = every
         self.rows: list[dict[str, Any]] = []
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a run checkpoint keeps of this callback (its rows)."""
+        return {"n_calls": self.n_calls, "rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n_calls, self.rows = state["n_calls"], state["rows"]
+
     def _on_training_start(self) -> None:
         if not self.rows:  # a resumed run has its rows already
             self._record()

@@ -39,28 +39,32 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 POINTER = "checkpoint.json"
 
-#: per callback class: the attributes that make up its state (``n_calls`` always)
-CALLBACK_STATE: dict[str, tuple[str, ...]] = {
-    "EvalCallback": (
-        "evaluations_results",
-        "evaluations_timesteps",
-        "evaluations_length",
-        "evaluations_successes",
-        "best_mean_reward",
-        "last_mean_reward",
-        "_is_success_buffer",
-    ),
-    "SizeHistory": ("rows",),
-    "PruningCallback": ("n_prunes", "_last_prune"),
-}
+#: the attributes of SB3's EvalCallback that make up its state (the evaluation history)
+EVAL_CALLBACK_STATE = (
+    "n_calls",
+    "evaluations_results",
+    "evaluations_timesteps",
+    "evaluations_length",
+    "evaluations_successes",
+    "best_mean_reward",
+    "last_mean_reward",
+    "_is_success_buffer",
+)
 
 
 def callback_state(callback: BaseCallback) -> dict[str, Any]:
-    names = ("n_calls", *CALLBACK_STATE.get(type(callback).__name__, ()))
+    """A callback's state for a run checkpoint: its own ``state_dict()`` (this package's callbacks),
+    SB3's EvalCallback's evaluation history, or ``n_calls``."""
+    if hasattr(callback, "state_dict"):
+        return callback.state_dict()
+    names = EVAL_CALLBACK_STATE if isinstance(callback, EvalCallback) else ("n_calls",)
     return {name: getattr(callback, name) for name in names if hasattr(callback, name)}
 
 
 def load_callback_state(callback: BaseCallback, state: dict[str, Any]) -> None:
+    if hasattr(callback, "load_state_dict"):
+        callback.load_state_dict(state)
+        return
     for name, value in state.items():
         setattr(callback, name, value)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from stable_baselines3.common.callbacks import BaseCallback
 
 
@@ -23,6 +25,13 @@ class PruningCallback(BaseCallback):
         self.n_prunes = 0
         #: env step of the last prune; kept across learn() calls and restored from checkpoints
         self._last_prune: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a run checkpoint keeps of this callback (its prune cadence)."""
+        return {"n_calls": self.n_calls, "n_prunes": self.n_prunes, "_last_prune": self._last_prune}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.n_calls, self.n_prunes, self._last_prune = state["n_calls"], state["n_prunes"], state["_last_prune"]
 
     def _init_callback(self) -> None:
         if not hasattr(self.model, "prune"):
