@@ -200,6 +200,13 @@ def cubic_sparsity(step: int, final: float, start: int, end: int) -> float:
     return final * (1.0 - (1.0 - (step - start) / (end - start)) ** 3)
 
 
+def check_mask_distribution(value: Any) -> str:
+    """``mask_distribution``: how a network's sparsity is spread over its layers."""
+    if value not in DISTRIBUTIONS:
+        raise ValueError(f"mask_distribution={value!r}: accepted: {', '.join(DISTRIBUTIONS)}")
+    return value
+
+
 def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0, high_open: bool = True) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and low <= value and (value < high if high_open else value <= high)

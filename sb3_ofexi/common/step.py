@@ -31,10 +31,6 @@ from typing import Any
 
 import torch as th
 
-#: accepted values of ``compile_step``
-COMPILE_STEP = (True, False, "auto")
-
-
 def check_compile_step(value: Any) -> bool | str:
     if isinstance(value, bool) or value == "auto":
         return value

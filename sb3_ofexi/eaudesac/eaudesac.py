@@ -22,7 +22,7 @@ from stable_baselines3.common.utils import polyak_update
 
 from sb3_ofexi.common.complexity import count_params
 from sb3_ofexi.common.loading import SafeLoadMixin
-from sb3_ofexi.common.masks import DISTRIBUTIONS, check_fraction, check_int, hand_to_policy, linear_layers
+from sb3_ofexi.common.masks import check_fraction, check_int, check_mask_distribution, hand_to_policy, linear_layers
 from sb3_ofexi.common.schedule import env_steps, parse_schedule_point
 from sb3_ofexi.eaudesac.policies import EauDeSACPolicy, MlpPolicy
 
@@ -114,8 +114,7 @@ class EauDeSAC(SafeLoadMixin, SAC):
         prune_end = parse_schedule_point(prune_end, "prune_end")
         if actor_critic not in ACTOR_CRITICS:
             raise ValueError(f"actor_critic={actor_critic!r}: accepted: {', '.join(ACTOR_CRITICS)}")
-        if mask_distribution not in DISTRIBUTIONS:
-            raise ValueError(f"mask_distribution={mask_distribution!r}: accepted: {', '.join(DISTRIBUTIONS)}")
+        check_mask_distribution(mask_distribution)
         policy_kwargs = hand_to_policy(
             policy_kwargs, "EauDeSAC", population_size=population_size, mask_distribution=mask_distribution
         )

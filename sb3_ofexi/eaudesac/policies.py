@@ -9,7 +9,7 @@ from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
-from sb3_ofexi.common.masks import DISTRIBUTIONS, WeightMasks, install_mask_hooks, linear_layers
+from sb3_ofexi.common.masks import WeightMasks, check_mask_distribution, install_mask_hooks, linear_layers
 
 
 class CriticPopulation(nn.Module):
@@ -46,8 +46,7 @@ class EauDeSACPolicy(SACPolicy):
     def __init__(self, *args: Any, population_size: int = 5, mask_distribution: str = "erk", **kwargs: Any) -> None:
         if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 2:
             raise ValueError(f"population_size={population_size!r}: accepted: an int >= 2")
-        if mask_distribution not in DISTRIBUTIONS:
-            raise ValueError(f"mask_distribution={mask_distribution!r}: accepted: {', '.join(DISTRIBUTIONS)}")
+        check_mask_distribution(mask_distribution)
         if kwargs.get("share_features_extractor"):
             raise ValueError(
                 "share_features_extractor=True: accepted: False (each online critic has its own "

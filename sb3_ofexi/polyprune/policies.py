@@ -7,7 +7,7 @@ from typing import Any
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import SACPolicy
 
-from sb3_ofexi.common.masks import DISTRIBUTIONS, WeightMasks, install_mask_hooks, linear_layers
+from sb3_ofexi.common.masks import WeightMasks, check_mask_distribution, install_mask_hooks, linear_layers
 
 
 class PolyPruneSACPolicy(SACPolicy):
@@ -24,8 +24,7 @@ class PolyPruneSACPolicy(SACPolicy):
     """
 
     def __init__(self, *args: Any, prune_actor: bool = True, mask_distribution: str = "erk", **kwargs: Any) -> None:
-        if mask_distribution not in DISTRIBUTIONS:
-            raise ValueError(f"mask_distribution={mask_distribution!r}: accepted: {', '.join(DISTRIBUTIONS)}")
+        check_mask_distribution(mask_distribution)
         if not isinstance(prune_actor, bool):
             raise ValueError(f"prune_actor={prune_actor!r}: accepted: True or False")
         self.prune_actor = prune_actor

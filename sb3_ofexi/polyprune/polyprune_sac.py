@@ -17,9 +17,9 @@ from stable_baselines3.common.type_aliases import GymEnv
 from sb3_ofexi.common.complexity import count_params
 from sb3_ofexi.common.loading import SafeLoadMixin
 from sb3_ofexi.common.masks import (
-    DISTRIBUTIONS,
     check_fraction,
     check_int,
+    check_mask_distribution,
     cubic_sparsity,
     hand_to_policy,
     zero_adam_moments_,
@@ -79,8 +79,7 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
                 f"prune_end={prune_end!r} < prune_start={prune_start!r}: accepted: prune_start <= prune_end"
             )
         check_int("mask_update_freq", mask_update_freq, 1)
-        if mask_distribution not in DISTRIBUTIONS:
-            raise ValueError(f"mask_distribution={mask_distribution!r}: accepted: {', '.join(DISTRIBUTIONS)}")
+        check_mask_distribution(mask_distribution)
         policy_kwargs = hand_to_policy(
             policy_kwargs, "PolyPruneSAC", prune_actor=prune_actor, mask_distribution=mask_distribution
         )
