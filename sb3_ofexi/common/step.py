@@ -31,6 +31,7 @@ from typing import Any
 
 import torch as th
 
+
 def check_compile_step(value: Any) -> bool | str:
     if isinstance(value, bool) or value == "auto":
         return value
