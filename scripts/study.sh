@@ -13,6 +13,8 @@
 # it runs, and every later sitting resumes it, from a clone of that commit in $STUDY_DIR/src/COMMIT, so editing
 # the package never changes a running run. New runs take the HEAD of the day they start (committed code only).
 # The Python environment ($STUDY_DIR/venv) holds the dependencies; the package comes from the run's clone.
+# Timings in the summaries are taken at the end of each run, beside the other; when a group is complete,
+# re-time it in one quiet sitting before comparing costs: sb3-ofexi measure $STUDY_DIR/runs/GROUP, then publish.
 set -u
 repo=${SB3_OFEXI_STUDY_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 STUDY_DIR=${STUDY_DIR:-$HOME/sb3-ofexi-study}
