@@ -269,20 +269,18 @@ def _schedule_from_settings(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _schedule_marks(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
-    """Where the runs with gates start learning their thetas and round them (first run that says)."""
+    """Where the runs with gates start learning their thetas and round them (first run that says):
+    the schedule as it happened, or as the settings give it (:func:`_schedule_from_settings`)."""
     for group in runs.values():
         for summary in group:
-            record = summary.get("xi_record") or {}
-            hyperparams = summary.get("hyperparams") or {}
             if not uses_gates(summary):
                 continue
-            marks = {}
-            for key, name in (("xi_start", "learning"), ("xi_round", "rounded")):
-                if f"{name}_from_step" in record:
-                    marks[key] = float(record[f"{name}_from_step"])
-                elif isinstance(hyperparams.get(key), (int, float)) and not isinstance(hyperparams.get(key), bool):
-                    value = hyperparams[key]
-                    marks[key] = value * summary["timesteps"] if isinstance(value, float) else float(value)
+            record = summary.get("xi_record") or _schedule_from_settings(summary)
+            marks = {
+                key: float(record[f"{name}_from_step"])
+                for key, name in (("xi_start", "learning"), ("xi_round", "rounded"))
+                if f"{name}_from_step" in record
+            }
             if marks:
                 return marks
     return {}
