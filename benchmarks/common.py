@@ -29,7 +29,7 @@ def filled_model(n_random: int = 1000, env: str = ENV, device: str = "cpu", **kw
 def set_phase(model: SAC_OFEXi, progress: float) -> None:
     """Put the theta schedule at ``progress`` (fraction of the budget) for direct train() calls."""
     model._current_progress_remaining = 1.0 - progress
-    model._update_xi_phase()
+    model.theta_control.update_phase()
 
 
 def sync(device: str) -> None:

@@ -19,7 +19,7 @@ def _gate_gradients(model: SAC_OFEXi, mode: str) -> dict[str, float]:
     gates.update({f"phi_oa {i + 1}": g for i, g in enumerate(policy.ofe.phi_oa.gates)})
     for g in gates.values():
         g.theta.grad = None
-    policy.ofe_complexity(model.rho).regulariser(mode).backward()
+    policy.ofe_complexity(model.config.rho).regulariser(mode).backward()
     grads = {name: float(g.theta.grad[0]) for name, g in gates.items()}
     d_z_o, d_z_oa = policy.feature_widths()
     for name, net, d_in in [("actor", policy.actor.net, d_z_o), ("critic 1", policy.critic.q_networks[0], d_z_oa)]:
@@ -40,7 +40,7 @@ def main() -> None:
         "MlpPolicy", args.env, preset=args.preset, ofe_layers=args.ofe_layers, buffer_size=1, device="cpu"
     )
     autograd, paper = _gate_gradients(model, "autograd"), _gate_gradients(model, "paper")
-    rho, policy = model.rho, model.policy
+    rho, policy = model.config.rho, model.policy
     n_q = sum(q.units[0] for q in policy.critic.q_networks)
     print(f"{args.env}, {args.preset} sizes, all thetas = 1, rho = {rho}")
     print("| layer | autograd | paper | autograd / paper | eq. (28) as printed |")

@@ -76,8 +76,8 @@ def extract(run_dir: pathlib.Path) -> dict[str, Any]:
             timesteps=int(model.num_timesteps),
         )
     out.update(
-        nu_rl_reference=model.nu_rl_reference,
-        xi_start=model.xi_start,
+        nu_rl_reference=model.config.nu_rl_reference,
+        xi_start=model.config.xi_start,
         units=model.unit_counts(),
         thetas=_layer_thetas(model),
         params=model.param_counts(),

@@ -20,7 +20,7 @@ def prune_to(model: SAC_OFEXi, keep: float, seed: int = 0) -> None:
         for gate in xi_gates(model.policy):
             mask = (th.rand(gate.n_units, generator=generator) < keep).float()
             gate.theta.copy_(mask.to(gate.theta.device))
-    model.round_thetas()
+    model.theta_control.round_thetas()
     set_phase(model, 0.95)  # rounded: prunes, then the gates become identities
 
 

@@ -50,13 +50,13 @@ def measure(
         0.5,
         f"{timesteps} steps on {ENV}: prune-b {t_prune:.0f} s vs ofe-big {t_big:.0f} s; "
         f"train params {big_counts['train']:,} -> {counts['train']:,}; compiled-step builds "
-        f"{pruned_model._step_builds} vs {big_model._step_builds}",
+        f"{pruned_model.step_runner.builds} vs {big_model.step_runner.builds}",
     )
     return {
         name: p3,
         f"{name}_train_params": counts["train"],
         f"{name}_deploy_params": counts["deploy"],
-        f"{name}_builds": pruned_model._step_builds,
+        f"{name}_builds": pruned_model.step_runner.builds,
         "model": pruned_model,
     }
 

@@ -84,8 +84,8 @@ def main() -> None:
     describe(model, f"after {args.timesteps} steps ({elapsed:.0f} s)")
     logged = model.logger.name_to_value
     print(
-        f"  theta schedule: phase '{model.xi_phase}' (frozen until {model.xi_start:.0%}, "
-        f"rounded at {model.xi_round:.0%} of the budget); mean theta when last logged: "
+        f"  theta schedule: phase '{model.xi_phase}' (frozen until {model.config.xi_start:.0%}, "
+        f"rounded at {model.config.xi_round:.0%} of the budget); mean theta when last logged: "
         + ", ".join(f"{k.split('_')[-1]} {v:.2f}" for k, v in logged.items() if k.startswith("train/theta_mean"))
     )
     before = model.xi_record.get("before_rounding", {}).get("undecided", {})

@@ -229,8 +229,8 @@ class SizeHistory(BaseCallback):
                 thetas = [g.theta.detach() for g in xi_gates(net) if g.n_units > 0]
                 row[f"theta_{name}"] = float(th.cat(thetas).mean()) if thetas else float("nan")
                 row[f"units_{name}"] = sum(g.n_units for g in xi_gates(net))
-            if self.model.use_xi:  # alive thetas neither on (>= 0.9) nor off (< theta_tol)
-                stats = theta_stats(self.model._layer_gates(), self.model.theta_tol)
+            if self.model.config.use_xi:  # alive thetas neither on (>= 0.9) nor off (< theta_tol)
+                stats = theta_stats(self.model.policy.xi_layers(), self.model.config.theta_tol)
                 row.update({f"undecided_{net}": share for net, share in undecided_by_network(stats).items()})
         elif hasattr(self.model, "sparsities"):  # the masked peers
             sparsities = self.model.sparsities()
@@ -347,8 +347,8 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     )
     history = SizeHistory(eval_freq)
     callbacks: dict[str, BaseCallback] = {"evaluation": evaluation, "history": history}
-    if isinstance(model, SAC_OFEXi) and model.use_xi and model.prune_freq:
-        callbacks["pruning"] = PruningCallback(model.prune_freq)  # its prune cadence is checkpointed
+    if isinstance(model, SAC_OFEXi) and model.config.use_xi and model.config.prune_freq:
+        callbacks["pruning"] = PruningCallback(model.config.prune_freq)  # its prune cadence is checkpointed
     for name, saved in state["callbacks"].items():
         load_callback_state(callbacks[name], saved)
     start = time.perf_counter()
@@ -384,6 +384,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
 
     timesteps = np.asarray(evaluation.evaluations_timesteps)
     returns = np.asarray(evaluation.evaluations_results).mean(axis=1)
+    gated = isinstance(model, SAC_OFEXi) and model.config.use_xi
     summary = {
         **asdict(spec),
         "algo": algo.__name__,
@@ -401,8 +402,8 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         "sparsities": model.sparsities() if hasattr(model, "sparsities") else None,
         "history": history.rows,
         # the thetas' schedule as it happened and the per-layer diagnostics (SAC_OFEXi with gates)
-        "xi_record": getattr(model, "xi_record", None) if getattr(model, "use_xi", False) else None,
-        "theta_history": getattr(model, "theta_history", None) if getattr(model, "use_xi", False) else None,
+        "xi_record": model.xi_record if gated else None,
+        "theta_history": model.theta_history if gated else None,
     }
     summary.update(score_run(summary, spec.hyperparams_dir))
     # last: timing runs gradient steps, which change the in-memory model (never model.zip); every
@@ -485,7 +486,7 @@ def score_run(summary: dict[str, Any], hyperparams_dir: str | None = None) -> di
 
 def _budget_summary(model: BaseAlgorithm) -> dict[str, Any] | None:
     """Each budget in parameters, the size reached and whether it was met (``None``: no budget)."""
-    if not isinstance(model, SAC_OFEXi) or not model._has_budget:
+    if not isinstance(model, SAC_OFEXi) or not model.config.has_budget:
         return None
     counts = model.param_counts()
     summary: dict[str, Any] = {
@@ -493,11 +494,11 @@ def _budget_summary(model: BaseAlgorithm) -> dict[str, Any] | None:
             "budget": budget,
             "params": counts[kind],
             "met": counts[kind] <= budget,
-            "nu_multiplier": model.nu_multipliers[kind],
+            "nu_multiplier": model.theta_control.nu_multipliers[kind],
         }
-        for kind, budget in model.budgets().items()
+        for kind, budget in model.theta_control.budgets().items()
     }
-    summary["dropped_at_rounding"] = model.budget_dropped_units
+    summary["dropped_at_rounding"] = model.theta_control.budget_dropped_units
     return summary
 
 

@@ -25,19 +25,24 @@ STEPS = 700
 def test_budget_is_met_and_not_undershot(kind, fraction, seed):
     model = make_model(seed=seed, **SHORT, **{f"{kind}_budget": fraction})
     initial = model.param_counts()[kind]
-    budget = model.budgets()[kind]
+    budget = model.theta_control.budgets()[kind]
     assert budget == round(fraction * initial)
     model.learn(STEPS)
     assert model.xi_phase == "rounded"
     final = model.param_counts()[kind]
-    assert 0.6 * budget <= final <= budget, (final, budget, model.nu_multipliers)
-    assert model.logger.name_to_value.get(f"xi/nu_multiplier_{kind}", 1.0) != 1.0 or model.nu_multipliers[kind] != 1.0
+    assert 0.6 * budget <= final <= budget, (final, budget, model.theta_control.nu_multipliers)
+    assert (
+        model.logger.name_to_value.get(f"xi/nu_multiplier_{kind}", 1.0) != 1.0
+        or model.theta_control.nu_multipliers[kind] != 1.0
+    )
 
 
 def test_int_budget_and_both_budgets():
     model = make_model(**SHORT, deploy_budget=300, train_budget=0.4)
-    budgets = model.budgets()
-    assert budgets["deploy"] == 300 and budgets["train"] == round(0.4 * model.initial_param_counts["train"])
+    budgets = model.theta_control.budgets()
+    assert budgets["deploy"] == 300 and budgets["train"] == round(
+        0.4 * model.theta_control.initial_param_counts["train"]
+    )
     model.learn(STEPS)
     counts = model.param_counts()
     assert counts["deploy"] <= 300 and counts["train"] <= budgets["train"]
@@ -53,20 +58,23 @@ def test_resumed_mid_learning_continues_with_the_same_multipliers(tmp_path):
     kwargs = dict(SHORT, xi_start=140, xi_round=560, deploy_budget=0.2)  # env steps: the budget grows on resume
     model = make_model(**kwargs)
     model.learn(350)
-    assert model.xi_phase == "learning" and model.nu_multipliers["deploy"] != 1.0
+    assert model.xi_phase == "learning" and model.theta_control.nu_multipliers["deploy"] != 1.0
     model.save(tmp_path / "m")
     model.save_replay_buffer(tmp_path / "buffer")
     loaded = SAC_OFEXi.load(tmp_path / "m", env=make_vec_env("Pendulum-v1", n_envs=1), device="cpu")
     loaded.load_replay_buffer(tmp_path / "buffer")
-    assert loaded.nu_multipliers == model.nu_multipliers
-    assert loaded.initial_param_counts == model.initial_param_counts and loaded.budgets() == model.budgets()
+    assert loaded.theta_control.nu_multipliers == model.theta_control.nu_multipliers
+    assert (
+        loaded.theta_control.initial_param_counts == model.theta_control.initial_param_counts
+        and loaded.theta_control.budgets() == model.theta_control.budgets()
+    )
     model.set_env(make_vec_env("Pendulum-v1", n_envs=1))
     _continue(model, 350)
     _continue(loaded, 350)
     assert loaded.xi_phase == model.xi_phase == "rounded"
-    assert loaded.nu_multipliers == model.nu_multipliers
+    assert loaded.theta_control.nu_multipliers == model.theta_control.nu_multipliers
     assert loaded.param_counts() == model.param_counts()
-    assert loaded.param_counts()["deploy"] <= model.budgets()["deploy"]
+    assert loaded.param_counts()["deploy"] <= model.theta_control.budgets()["deploy"]
     a, b = model.policy.state_dict(), loaded.policy.state_dict()
     assert all(th.equal(a[k], b[k]) for k in a)
 

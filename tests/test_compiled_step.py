@@ -85,14 +85,14 @@ def test_compiled_step_computes_what_the_eager_step_computes_in_every_phase():
     eager, compiled = _pair(**SGD)
 
     def check() -> None:
-        assert compiled._pieces is not None and compiled._pieces.compiled
-        assert eager._pieces is not None and not eager._pieces.compiled
+        assert compiled.step_runner.compiled
+        assert eager.step_runner.signature is not None and not eager.step_runner.compiled
 
     _through_every_phase(eager, compiled, steps=4, check=check)
     # rounded: thetas 0/1, zeros pruned, so the shapes changed between the phases
     assert compiled.param_counts()["train"] < make_model(**PHASED).param_counts()["train"]
-    assert compiled._step_builds == 3  # one build per phase, and no more
-    assert eager._step_builds == 0
+    assert compiled.step_runner.builds == 3  # one build per phase, and no more
+    assert eager.step_runner.builds == 0
 
 
 @needs_compiler
@@ -113,18 +113,18 @@ def test_step_is_rebuilt_only_when_a_prune_changes_a_shape():
     model._total_timesteps = 1000
     model.num_timesteps, model._current_progress_remaining = 450, 0.55  # thetas learning
     model.train(2, model.batch_size)
-    assert model._step_builds == 1
+    assert model.step_runner.builds == 1
     assert not model.prune()  # nothing below theta_tol: no shape change
     model.train(2, model.batch_size)
-    assert model._step_builds == 1
+    assert model.step_runner.builds == 1
     with th.no_grad():
         gate = next(g for g in xi_gates(model.actor))
         gate.theta[:3] = 0.0
     assert model.prune()
     model.train(2, model.batch_size)
-    assert model._step_builds == 2
+    assert model.step_runner.builds == 2
     model.train(2, model.batch_size)
-    assert model._step_builds == 2
+    assert model.step_runner.builds == 2
     assert model.logger.name_to_value["time/step_rebuilds"] == 1
     assert model.logger.name_to_value["time/step_compiled"] == 1.0
 
@@ -133,29 +133,29 @@ def test_step_is_rebuilt_only_when_a_prune_changes_a_shape():
 def test_auto_compiles_a_long_fixed_shape_stretch_and_the_model_saves_loads_and_trains(tmp_path, monkeypatch):
     monkeypatch.setattr(step_module, "AUTO_MIN_STEPS", 100)  # "long" for this test
     model = make_model(preset="ofe", ofe_units=8, learning_starts=100)
-    assert model.compile_step == "auto"
+    assert model.config.compile_step == "auto"
     model.learn(250)  # 150 steps left at the first train(): compiled
-    assert model._pieces is not None and model._pieces.compiled and model._step_builds == 1
+    assert model.step_runner.compiled and model.step_runner.builds == 1
     model.save(tmp_path / "m.zip")
     loaded = SAC_OFEXi.load(tmp_path / "m.zip", env=model.get_env(), device="cpu")  # not "auto" on a GPU machine
-    assert loaded.compile_step == "auto" and loaded._pieces is None
+    assert loaded.config.compile_step == "auto" and loaded.step_runner.signature is None
     obs = model.get_env().reset()
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
     loaded.learn(50, reset_num_timesteps=False)  # 50 steps left: below the threshold, eager
-    assert loaded._pieces is not None and not loaded._pieces.compiled
+    assert loaded.step_runner.signature is not None and not loaded.step_runner.compiled
     assert loaded.num_timesteps == 300
 
 
 def test_auto_compiles_on_cpu_only_for_long_stretches_with_fixed_shapes_and_always_graphs_on_cuda(monkeypatch):
     monkeypatch.setattr(step_module, "compiler_available", lambda device_type: (True, ""))
     cpu, cuda = th.device("cpu"), th.device("cuda")
-    ok = dict(phase_changes_shapes=False, steps_left=AUTO_MIN_STEPS, train_params=AUTO_MAX_PARAMS)
+    ok = dict(shapes_may_change=False, steps_left=AUTO_MIN_STEPS, train_params=AUTO_MAX_PARAMS)
     assert use_compiled_step("auto", cpu, **ok)
     assert not use_compiled_step("auto", cpu, **{**ok, "steps_left": AUTO_MIN_STEPS - 1})
-    assert not use_compiled_step("auto", cpu, **{**ok, "phase_changes_shapes": True})
+    assert not use_compiled_step("auto", cpu, **{**ok, "shapes_may_change": True})
     assert not use_compiled_step("auto", cpu, **{**ok, "train_params": AUTO_MAX_PARAMS + 1})
-    assert use_compiled_step("auto", cuda, **{**ok, "phase_changes_shapes": True, "steps_left": 1})  # a CUDA graph
-    assert use_compiled_step(True, cpu, phase_changes_shapes=True, steps_left=0, train_params=10**9)
+    assert use_compiled_step("auto", cuda, **{**ok, "shapes_may_change": True, "steps_left": 1})  # a CUDA graph
+    assert use_compiled_step(True, cpu, shapes_may_change=True, steps_left=0, train_params=10**9)
     assert not use_compiled_step(False, cpu, **ok)
     monkeypatch.setattr(step_module, "compiler_available", lambda device_type: (False, "no C++ compiler"))
     assert not use_compiled_step("auto", cpu, **ok)
@@ -165,10 +165,10 @@ def test_auto_compiles_on_cpu_only_for_long_stretches_with_fixed_shapes_and_alwa
 
 def test_short_runs_stay_eager_under_auto():
     model = make_model(**PHASED)
-    assert model.compile_step == "auto"
+    assert model.config.compile_step == "auto"
     model.learn(300)
-    assert model._pieces is not None and not model._pieces.compiled
-    assert model._step_builds == 0
+    assert model.step_runner.signature is not None and not model.step_runner.compiled
+    assert model.step_runner.builds == 0
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None, "AUTO"])

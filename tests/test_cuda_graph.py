@@ -82,7 +82,7 @@ def test_tensor_learning_rates_follow_the_schedule_in_place():
 def test_cpu_models_never_graph():
     model = make_model(compile_step=False, **PHASED)
     model.learn(150)
-    assert not model._graphed and model._graph is None
+    assert not model.step_runner.graphed and model.step_runner.graph is None
     assert model.logger.name_to_value["time/step_graphed"] == 0.0
 
 
@@ -91,11 +91,15 @@ def test_graphed_step_computes_what_the_eager_step_computes_in_every_phase():
     eager, graphed = _pair(device="cuda", **SGD)
 
     def check() -> None:
-        assert graphed._graphed and graphed._graph is not None and graphed._graph.graph is not None
-        assert not eager._graphed and eager._graph is None
+        assert (
+            graphed.step_runner.graphed
+            and graphed.step_runner.graph is not None
+            and graphed.step_runner.graph.graph is not None
+        )
+        assert not eager.step_runner.graphed and eager.step_runner.graph is None
 
     _through_every_phase(eager, graphed, steps=8, check=check)  # 3 warm-up steps, a capture, 5 replays
-    assert graphed._step_builds == 3  # one capture per phase (the rounding's prune changed shapes)
+    assert graphed.step_runner.builds == 3  # one capture per phase (the rounding's prune changed shapes)
     assert graphed.logger.name_to_value["time/step_graphed"] == 1.0
 
 
@@ -108,7 +112,7 @@ def test_graphed_step_gives_the_eager_losses_with_adam_and_a_learning_rate_sched
         for name in names:
             a, b = (m.logger.name_to_value[f"train/{name}"] for m in (eager, graphed))
             assert b == pytest.approx(a, rel=1e-3, abs=1e-5), (progress, name)
-    assert graphed._step_builds == 1  # the lr lives in a tensor: no recapture for the schedule
+    assert graphed.step_runner.builds == 1  # the lr lives in a tensor: no recapture for the schedule
     lr = graphed.actor.optimizer.param_groups[0]["lr"]
     assert isinstance(lr, th.Tensor) and float(lr) == pytest.approx(1e-3 * 0.55)
 
@@ -127,10 +131,10 @@ def test_graphed_model_prunes_saves_loads_on_cpu_and_continues(tmp_path, kwargs)
     )
     initial = model.param_counts()["train"]
     model.learn(400)
-    assert model.compile_step == "auto"
-    assert model._graphed is not kwargs.get("use_sde", False)
+    assert model.config.compile_step == "auto"
+    assert model.step_runner.graphed is not kwargs.get("use_sde", False)
     assert model.param_counts()["train"] < initial  # pruned on the device
-    if model._graphed:
+    if model.step_runner.graphed:
         assert model.logger.name_to_value["time/step_rebuilds"] >= 1  # recaptured after a prune
     model.save(tmp_path / "m.zip")
     with zipfile.ZipFile(tmp_path / "m.zip") as archive:
@@ -143,7 +147,7 @@ def test_graphed_model_prunes_saves_loads_on_cpu_and_continues(tmp_path, kwargs)
     on_cpu.learn(100, reset_num_timesteps=False)
     again = SAC_OFEXi.load(tmp_path / "m.zip", env=model.get_env(), device="cuda")
     again.learn(100, reset_num_timesteps=False)  # back on CUDA: captured again from the eager file
-    assert again._graphed is not kwargs.get("use_sde", False)
+    assert again.step_runner.graphed is not kwargs.get("use_sde", False)
 
 
 @needs_cuda
@@ -155,4 +159,4 @@ def test_compile_step_true_with_an_optimizer_a_graph_cannot_hold_raises():
     auto = make_model(device="cuda")
     auto.policy.ofe_optimizer = _HostStateSGD(auto.policy.ofe.parameters())
     auto.learn(100)  # "auto": eager, since no graph can hold it
-    assert not auto._graphed and auto._graph is None
+    assert not auto.step_runner.graphed and auto.step_runner.graph is None

@@ -10,10 +10,10 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_ofexi.common.complexity import mlp_paper_coefficients, theta_norm
+from sb3_ofexi.common.config import NU_RL_FACTORS
 from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
 from sb3_ofexi.experiments import RunSpec, score_run, train_one
 from sb3_ofexi.report import build_report, load_runs, portable_record, tables
-from sb3_ofexi.sac_ofexi.sac_ofexi import NU_RL_FACTORS
 
 from .conftest import make_model
 
@@ -57,7 +57,7 @@ class _RoundedAtEvaluation(BaseCallback):
         self.rounded: dict[int, bool] = {}
 
     def _on_step(self) -> bool:
-        self.rounded[self.num_timesteps] = bool(self.model._xi_rounded)
+        self.rounded[self.num_timesteps] = bool(self.model.theta_control.rounded)
         return True
 
 
@@ -136,13 +136,13 @@ def test_summaries_from_before_the_fix_are_scored_again(tmp_path):
 def test_regulariser_push_is_nu_times_the_paper_coefficient():
     """In "paper" mode the push on each unit of a layer is nu * coef_l (eq. 32)."""
     model = make_model(preset="prune-b", nu_actor=1e-2, regulariser="paper")
-    for gate in model._gates():
+    for gate in model.policy.xi_layers().values():
         gate.theta.requires_grad_(True)
-    push = model._regulariser_push()
+    push = model.theta_control.nu.push(model.policy, model.policy.xi_layers())
     d_z_o = model.policy.feature_widths()[0]
     norms = [theta_norm(g.theta.detach()) for g in model.actor.net.gates]
     coefs = mlp_paper_coefficients(d_z_o, norms, model.actor.net.out_features)
-    nu = 1e-2 * NU_RL_FACTORS[model.nu_rl_reference]["actor"]
+    nu = 1e-2 * NU_RL_FACTORS[model.config.nu_rl_reference]["actor"]
     for i, coef in enumerate(coefs):
         expected = th.full_like(push[f"actor[{i}]"], float(nu * coef))
         th.testing.assert_close(push[f"actor[{i}]"], expected)
@@ -177,12 +177,12 @@ def test_diagnostics_split_the_step_gradient_into_task_and_push():
 def test_undecided_share_before_rounding():
     model = make_model(preset="prune-b")
     with th.no_grad():
-        for gate in model._gates():
+        for gate in model.policy.xi_layers().values():
             gate.theta.fill_(1.0)
         model.actor.net.gates[0].theta[:4] = th.tensor([0.05, 0.5, 0.95, 0.3])
-    stats = theta_stats(model._layer_gates(), model.theta_tol)
+    stats = theta_stats(model.policy.xi_layers(), model.config.theta_tol)
     assert stats["actor[0]"]["alive"] == 15 and stats["actor[0]"]["undecided"] == pytest.approx(2 / 15)
-    model.round_thetas()
+    model.theta_control.round_thetas()
     before = model.xi_record["before_rounding"]
     assert before["undecided"]["actor"] == pytest.approx(2 / 31)
     assert before["undecided"]["phi_o"] == 0.0

@@ -2,6 +2,7 @@
 
 import io
 import json
+import pathlib
 import zipfile
 
 import numpy as np
@@ -12,6 +13,7 @@ from sb3_ofexi import SAC_OFEXi
 from sb3_ofexi.common.complexity import mlp_complexity, mlp_regulariser
 from sb3_ofexi.common.ofenet import OFEXiNet
 from sb3_ofexi.common.xi import xi_gates
+from sb3_ofexi.sac_ofexi import losses
 
 from .conftest import make_model, make_policy
 
@@ -148,7 +150,7 @@ def test_model_uses_its_pred_loss_and_regulariser():
     for pred_loss, regulariser in (("sum", "paper"), ("mean", "autograd")):
         model = make_model(pred_loss=pred_loss, regulariser=regulariser, xi_start=0.0, learning_starts=50)
         model.learn(150)
-        assert model.pred_loss == pred_loss and model.regulariser == regulariser
+        assert model.config.pred_loss == pred_loss and model.config.regulariser == regulariser
         assert np.isfinite(model.logger.name_to_value["train/aux_loss"])
 
 
@@ -253,21 +255,26 @@ def _strip_keys(path, keys, out):
             if item.filename == "data":
                 data = json.loads(payload)
                 for key in keys:
-                    data.pop(key)
+                    data.pop(key, None)
                 payload = json.dumps(data).encode()
             dst.writestr(item, payload)
 
 
 def test_files_from_0_1_0_keep_the_settings_they_were_trained_with(tmp_path):
-    model = make_model()
-    model.save(tmp_path / "new.zip")
-    _strip_keys(tmp_path / "new.zip", ["regulariser", "pred_loss", "nu_rl_reference"], tmp_path / "old.zip")
+    """A 0.1.x file saved before regulariser / pred_loss / nu_rl_reference existed (simulated: the
+    keys stripped from a 0.1.x file) keeps what it was trained with; one that has them keeps them."""
+    data = pathlib.Path(__file__).parent / "data"
+    _strip_keys(data / "sac_ofexi_v0.1.0.zip", ["regulariser", "pred_loss", "nu_rl_reference"], tmp_path / "old.zip")
     old = SAC_OFEXi.load(tmp_path / "old.zip", device="cpu")
-    assert (old.regulariser, old.pred_loss, old.nu_rl_reference) == ("autograd", "mean", "sb3")
-    new = SAC_OFEXi.load(tmp_path / "new", device="cpu")  # SB3 appends .zip
-    assert (new.regulariser, new.pred_loss, new.nu_rl_reference) == ("paper", "sum", "ofenet")
+    assert (old.config.regulariser, old.config.pred_loss, old.config.nu_rl_reference) == ("autograd", "mean", "sb3")
+    later = SAC_OFEXi.load(data / "sac_ofexi_pre_redesign", device="cpu")  # SB3 appends .zip
+    assert (later.config.regulariser, later.config.pred_loss, later.config.nu_rl_reference) == (
+        "paper",
+        "sum",
+        "ofenet",
+    )
     buffer = io.BytesIO((tmp_path / "old.zip").read_bytes())
-    assert SAC_OFEXi.load(buffer, device="cpu").pred_loss == "mean"
+    assert SAC_OFEXi.load(buffer, device="cpu").config.pred_loss == "mean"
 
 
 def test_evaluation_every_10k_steps_or_t_over_20():
@@ -334,11 +341,13 @@ def _rl_regulariser_parts(model):
     th.manual_seed(0)
     obs = th.randn(8, model.ofe.obs_dim)
     actions = th.rand(8, model.ofe.action_dim) * 2 - 1
-    z_o, next_z_o, z_oa, actions_pi, log_prob = model._policy_forward(obs, obs, actions)
+    policy, nu = model.policy, model.theta_control.nu
+    z_o, next_z_o, z_oa, actions_pi, log_prob = losses.policy_forward(policy, obs, obs, actions)
     ent_coef = th.tensor(0.3)
     th.manual_seed(1)
-    critic_loss, td_loss = model._critic_loss(next_z_o, z_oa, th.ones(8, 1), th.zeros(8, 1), 0.99, ent_coef, True)
-    actor_loss, sac_actor_loss = model._actor_loss(z_o, actions_pi, log_prob, ent_coef, True)
+    rewards, dones = th.ones(8, 1), th.zeros(8, 1)
+    critic_loss, td_loss = losses.critic_loss(policy, next_z_o, z_oa, rewards, dones, 0.99, ent_coef, nu)
+    actor_loss, sac_actor_loss = losses.actor_loss(policy, z_o, actions_pi, log_prob, ent_coef, nu)
     return float((actor_loss - sac_actor_loss).detach()), float((critic_loss - td_loss).detach())
 
 
@@ -346,7 +355,7 @@ def test_nu_rl_reference_weighs_table_2_against_the_ofenet_code_losses():
     """'ofenet' (the presets' default) applies nu_pi / 5 and nu_q / (2 * 5^2) to SB3's losses: the
     OFENet code's SAC scales rewards by 5 (Q and the TD error by 5) and descends each critic's MSE
     without SB3's 1/2; 'sb3' applies Table 2's values as given."""
-    from sb3_ofexi.sac_ofexi.sac_ofexi import NU_RL_FACTORS, OFENET_REWARD_SCALE
+    from sb3_ofexi.common.config import NU_RL_FACTORS, OFENET_REWARD_SCALE
 
     assert OFENET_REWARD_SCALE == 5.0
     assert NU_RL_FACTORS["ofenet"] == {"actor": 0.2, "critic": 0.02}
@@ -362,4 +371,4 @@ def test_nu_rl_reference_weighs_table_2_against_the_ofenet_code_losses():
     assert actor_sb3 > 0 and critic_sb3 > 0
     assert actor == pytest.approx(0.2 * actor_sb3, rel=1e-5)
     assert critic == pytest.approx(0.02 * critic_sb3, rel=1e-5)
-    assert make_model(preset="ofe").nu_rl_reference == "ofenet"  # every preset, for the same losses
+    assert make_model(preset="ofe").config.nu_rl_reference == "ofenet"  # every preset, for the same losses

@@ -4,6 +4,7 @@ import numpy as np
 import torch as th
 
 from sb3_ofexi.common.ofenet import OFEXiNet
+from sb3_ofexi.common.step import sample_flat
 
 from .conftest import make_model
 
@@ -53,13 +54,14 @@ def test_rl_update_leaves_ofe_bit_identical_and_ofe_update_changes_it():
     before = _ofe_state(model)
     critic_before = [p.clone() for p in model.critic.parameters()]
     # an RL update alone: SAC_OFEXi.train with the OFE step switched off
-    model._ofe_descend = lambda pieces, obs, actions, next_obs: th.zeros(())
+    model._ofe_step = lambda obs, actions, next_obs: th.zeros(())
     model.train(gradient_steps=3, batch_size=32)
     after = _ofe_state(model)
     assert all(th.equal(before[k], after[k]) for k in before), "an RL loss changed an OFE weight, theta or BN stat"
     assert any(not th.equal(a, b) for a, b in zip(critic_before, model.critic.parameters()))
-    del model._ofe_descend  # back to the class method
-    model._ofe_update(32)
+    del model._ofe_step  # back to the class method
+    data, obs, next_obs = sample_flat(model.policy, model.replay_buffer, 32)
+    model._ofe_step(obs, data.actions, next_obs)
     changed = _ofe_state(model)
     assert any(not th.equal(before[k], changed[k]) for k in before if k.endswith("weight"))
     assert any(not th.equal(before[k], changed[k]) for k in before if k.endswith("theta"))
@@ -79,15 +81,3 @@ def test_rl_features_come_from_ofenet_in_eval_mode():
     # a single observation predicts (BatchNorm in train mode would reject a batch of one)
     action, _ = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)
     assert action.shape == (1,)
-
-
-def test_policy_q_values_match_the_critic_on_ofe_features():
-    model = make_model()
-    obs = th.rand(5, 3) * 2 - 1
-    actions = th.rand(5, 1) * 2 - 1
-    policy = model.policy
-    policy.set_training_mode(False)
-    with th.no_grad():
-        expected = policy.critic(policy.ofe.features_oa(policy.ofe.features_o(obs), actions))
-        got = policy.q_values(obs, actions)
-    assert len(got) == 2 and all(th.equal(a, b) for a, b in zip(got, expected))

@@ -24,19 +24,19 @@ def test_learns_500_steps_with_each_preset(preset):
         assert key in logged and np.isfinite(logged[key]), key
     assert model._n_updates == 400
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
-    assert model.use_xi == preset.startswith("prune")
+    assert model.config.use_xi == preset.startswith("prune")
     counts = model.param_counts()
     assert 0 < counts["deploy"] < counts["train"]
     assert counts["train"] <= counts_before["train"]
-    if not model.use_xi:
+    if not model.config.use_xi:
         assert counts == counts_before
         assert all(th.equal(g.theta, th.ones_like(g.theta)) for g in xi_gates(model.policy))
 
 
 def test_keyword_arguments_override_the_preset():
     model = make_model(preset="prune-c", nu_actor=0.5, rho=0.25)
-    assert model.nu_actor == 0.5 and model.rho == 0.25
-    assert model.nu_critic == PRESETS["prune-c"]["nu_critic"]
+    assert model.config.nu_actor == 0.5 and model.config.rho == 0.25
+    assert model.config.nu_critic == PRESETS["prune-c"]["nu_critic"]
     assert model.unit_counts()["phi_o"] == [8, 8]
 
 
@@ -96,7 +96,7 @@ def test_save_load_identical_predictions(tmp_path):
     assert loaded.param_counts() == model.param_counts()
     assert loaded.xi_phase == model.xi_phase and loaded._ofe_pretrained
     for key in ("nu_ofe", "nu_actor", "nu_critic", "rho", "theta_tol", "xi_start", "xi_round"):
-        assert getattr(loaded, key) == getattr(model, key)
+        assert getattr(loaded.config, key) == getattr(model.config, key)
 
 
 def test_param_counts_match_module_sizes():

@@ -63,8 +63,8 @@ def test_every_yaml_entry_builds_a_model(path):
         hyperparams["buffer_size"] = 10  # building, not training
         model = algo(env=env_id, device="cpu", **hyperparams)
         if isinstance(model, SAC_OFEXi):
-            assert model.preset == method or (method == "budget" and model.preset == "prune-b")
-            assert (model.deploy_budget is not None) == (method == "budget")
+            assert model.config.preset == method or (method == "budget" and model.config.preset == "prune-b")
+            assert (model.config.deploy_budget is not None) == (method == "budget")
             assert len(model.unit_counts()["phi_o"]) == PAPER_LAYERS.get(env_id, 4)
 
 
@@ -106,7 +106,7 @@ def test_rl_zoo3_train_and_enjoy(tmp_path, monkeypatch):
     assert zoo_main(["train", "--algo", "sac", "-conf", str(HYPERPARAMS / "sac.yml"), *common]) == 0
     saved = tmp_path / "logs" / "sac_ofexi" / "Pendulum-v1_1" / "Pendulum-v1.zip"
     assert saved.exists() and (tmp_path / "logs" / "sac" / "Pendulum-v1_1" / "Pendulum-v1.zip").exists()
-    assert SAC_OFEXi.load(saved).preset == "prune-b"
+    assert SAC_OFEXi.load(saved).config.preset == "prune-b"
     for algo in ("sac_ofexi", "sac"):
         assert (
             zoo_main(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pathlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import gymnasium as gym
@@ -45,9 +48,45 @@ def resolve_env(env: Any) -> Any:
 
 class SafeLoadMixin:
     """SB3's ``load`` with an env id accepted and file problems told apart from everything else
-    (env spaces that do not match, bad ``device``...), which keep SB3's own messages."""
+    (env spaces that do not match, bad ``device``...), which keep SB3's own messages. A file that
+    loads is read once (SB3's reader); the file is checked only when loading failed."""
 
     @classmethod
     def load(cls, path: str | pathlib.Path | io.BufferedIOBase, env: Any = None, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
-        check_model_file(path, cls.__name__)
-        return super().load(path, resolve_env(env), *args, **kwargs)  # type: ignore[misc]
+        env = resolve_env(env)
+        position = path.tell() if isinstance(path, io.IOBase) and path.seekable() else None
+        try:
+            return super().load(path, env, *args, **kwargs)  # type: ignore[misc]
+        except FileNotFoundError:
+            raise
+        except Exception:
+            if position is not None:
+                path.seek(position)  # type: ignore[union-attr]
+            check_model_file(path, cls.__name__)  # raises if the file is what went wrong
+            raise
+
+
+#: the OFEXi algorithm whose ``_setup_model`` is building a policy now (None: none is)
+_BUILDING: ContextVar[str | None] = ContextVar("sb3_ofexi_building", default=None)
+
+
+@contextlib.contextmanager
+def building_policy(algorithm: str) -> Iterator[None]:
+    """While ``algorithm`` builds its policy: policies saved by it accept to be built."""
+    token = _BUILDING.set(algorithm)
+    try:
+        yield
+    finally:
+        _BUILDING.reset(token)
+
+
+def check_builder(algorithm: str | None, policy: str) -> None:
+    """A policy whose ``policy_kwargs`` name the OFEXi algorithm that saved it (``algorithm``) is
+    built only by that algorithm: a file opened with another one (stock SB3's ``SAC.load``) gets
+    a ValueError that names the right loader, instead of a model that cannot train."""
+    if algorithm is not None and _BUILDING.get() != algorithm:
+        raise ValueError(
+            f"This model is a {algorithm} model (policy {policy}, with OFEXiNet features and possibly "
+            f"pruned widths); another algorithm cannot run it. Load it with "
+            f"`from sb3_ofexi import {algorithm}; {algorithm}.load(path)`."
+        )

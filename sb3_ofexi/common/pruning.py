@@ -34,10 +34,10 @@ class PruningCallback(BaseCallback):
         self.n_calls, self.n_prunes, self._last_prune = state["n_calls"], state["n_prunes"], state["_last_prune"]
 
     def _init_callback(self) -> None:
-        if not hasattr(self.model, "prune"):
-            raise ValueError(f"PruningCallback needs a SAC_OFEXi model, got {type(self.model).__name__}")
+        if not hasattr(self.model, "theta_control"):
+            raise ValueError(f"PruningCallback needs an OFEXi model (SAC_OFEXi), got {type(self.model).__name__}")
         if self.prune_freq is None:
-            self.prune_freq = self.model.prune_freq or 1000  # type: ignore[attr-defined]
+            self.prune_freq = self.model.config.prune_freq or 1000  # type: ignore[attr-defined]
         if self._last_prune is None:
             self._last_prune = self.model.num_timesteps
 
@@ -45,12 +45,13 @@ class PruningCallback(BaseCallback):
         assert self.prune_freq is not None and self._last_prune is not None
         if self.num_timesteps - self._last_prune >= self.prune_freq:
             self._last_prune = self.num_timesteps
-            if self.model.prune():  # type: ignore[attr-defined]
+            control = self.model.theta_control  # type: ignore[attr-defined]
+            if control.prune():
                 self.n_prunes += 1
-                self.model.log_sizes()  # type: ignore[attr-defined]
+                control.log_sizes()
                 if self.verbose >= 1:
+                    policy = self.model.policy
                     print(
-                        f"[{self.num_timesteps}] pruned: units {self.model.unit_counts()}, "  # type: ignore[attr-defined]
-                        f"params {self.model.param_counts()}"
-                    )  # type: ignore[attr-defined]
+                        f"[{self.num_timesteps}] pruned: units {policy.unit_counts()}, params {policy.param_counts()}"
+                    )
         return True

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import shutil
 import types
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch as th
 
@@ -66,7 +67,7 @@ AUTO_MAX_PARAMS = 1_000_000
 
 
 def use_compiled_step(
-    setting: bool | str, device: th.device, phase_changes_shapes: bool, steps_left: int, train_params: int
+    setting: bool | str, device: th.device, shapes_may_change: bool, steps_left: int, train_params: int
 ) -> bool:
     """What ``compile_step`` means for the next stretch of training.
 
@@ -92,56 +93,227 @@ def use_compiled_step(
     return (
         ok
         and device.type == "cpu"
-        and not phase_changes_shapes
+        and not shapes_may_change
         and steps_left >= AUTO_MIN_STEPS
         and train_params <= AUTO_MAX_PARAMS
     )
 
 
-def _fresh(method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method`` bound to the same object, with its own code object (so its own dynamo cache)."""
-    func = method.__func__  # type: ignore[attr-defined]
+def _fresh(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A copy of ``function`` with its own code object (so its own dynamo cache)."""
     copy = types.FunctionType(
-        func.__code__.replace(), func.__globals__, func.__name__, func.__defaults__, func.__closure__
+        function.__code__.replace(),
+        function.__globals__,
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
     )
-    copy.__kwdefaults__ = func.__kwdefaults__
-    return types.MethodType(copy, method.__self__)  # type: ignore[attr-defined]
+    copy.__kwdefaults__ = function.__kwdefaults__
+    return copy
 
 
-class StepPieces:
-    """The pieces of one gradient step, eager or compiled for one set of shapes.
+#: compile options of a piece
+COMPILE_OPTIONS: dict[str, Any] = {
+    # Bernoulli gates and the actor's noise draw from torch's generator as in eager mode, so a
+    # seeded run is reproducible and comparable either way
+    "fallback_random": True,
+    # the signature (shapes, theta phase) decides rebuilds; dynamo's guards on every module
+    # attribute cost ~0.2 ms per call and would only repeat it
+    "guard_filter_fn": th.compiler.skip_guard_on_all_nn_modules_unsafe,
+}
 
-    :param pieces: name -> bound method (a pure tensor function: no optimizer call, no
-        module-mode change inside)
-    :param compiled: compile them (``torch.compile``, inductor, static shapes)
-    :param signature: what the compiled pieces are specialised to: the policy's shape version
-        (bumped by every surgery that changes a shape), the theta phase (gates' ``active`` and thetas' ``requires_grad``), the device
-        and the setting. Module guards are dropped, so the signature must cover every module
-        state a piece reads; the pieces are called with fixed training modes.
+Pieces = TypeVar("Pieces", bound=tuple)
+
+
+class StepRunner(Generic[Pieces]):
+    """How an algorithm's gradient step runs: eagerly, with compiled pieces (CPU), or captured as
+    one CUDA graph (CUDA); rebuilt when the shapes, the theta phase or the setting change.
+
+    :param pieces: a NamedTuple of pure tensor functions of (policy, tensors, settings), no
+        optimizer call and no module-mode change inside: the step's forward + loss parts. The
+        step calls them through :attr:`pieces`, the same functions compiled or not.
+    :param optimizers: every optimizer the step steps (a CUDA graph needs them capturable)
     """
 
-    def __init__(self, pieces: dict[str, Callable[..., Any]], compiled: bool, signature: tuple) -> None:
-        self.compiled = compiled
-        self.signature = signature
-        self.functions: dict[str, Callable[..., Any]] = {}
-        for name, method in pieces.items():
-            if compiled:
-                options: dict[str, Any] = {
-                    # Bernoulli gates and the actor's noise draw from torch's generator as in
-                    # eager mode, so a seeded run is reproducible and comparable either way
-                    "fallback_random": True,
-                    # the signature (shapes, theta phase) decides rebuilds; dynamo's guards on
-                    # every module attribute cost ~0.2 ms per call and would only repeat it
-                    "guard_filter_fn": th.compiler.skip_guard_on_all_nn_modules_unsafe,
-                }
-                method = th.compile(_fresh(method), dynamic=False, options=options)
-            self.functions[name] = method
+    def __init__(self, pieces: Pieces, optimizers: list[th.optim.Optimizer], device: th.device) -> None:
+        self.eager_pieces = pieces
+        self.pieces: Pieces = pieces
+        self.optimizers = optimizers
+        self.device = device
+        #: what the current pieces are specialised to (None: nothing built yet)
+        self.signature: tuple | None = None
+        self.compiled = False
+        #: on CUDA with a compiled step: the step is captured as one CUDA graph
+        self.graphed = False
+        self.graph: GraphedStep | None = None
+        #: times the step was compiled or captured (logged as time/step_rebuilds, minus the first)
+        self.builds = 0
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        try:
-            return self.__dict__["functions"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def prepare(
+        self,
+        setting: bool | str,
+        signature: tuple,
+        *,
+        use_sde: bool,
+        shapes_may_change: bool,
+        steps_left: int,
+        train_params: int,
+    ) -> None:
+        """Build the pieces for ``signature`` (the setting, theta phase, device, shape version)
+        unless they are built already; compiled or eager as :func:`use_compiled_step` decides.
+
+        ``signature`` must cover every module state a piece reads: module guards are dropped, and
+        the pieces are called with fixed training modes.
+        """
+        signature = (setting, *signature)
+        if self.signature == signature:
+            return
+        compiled = not use_sde and use_compiled_step(  # gSDE's noise is state outside a graph
+            setting, self.device, shapes_may_change, steps_left=steps_left, train_params=train_params
+        )
+        # on CUDA the whole eager step is captured as one CUDA graph instead (GraphedStep)
+        graphed = compiled and self.device.type == "cuda"
+        why = graph_unsupported(self.optimizers) if graphed else ""
+        if why and setting is True:
+            raise RuntimeError(f"compile_step=True, but the step cannot be captured as a CUDA graph: {why}")
+        if why:  # "auto": eager
+            graphed = compiled = False
+        self.graph = None
+        self.compiled = compiled and not graphed
+        self.pieces = self.eager_pieces
+        if self.compiled:
+            functions = (th.compile(_fresh(f), dynamic=False, options=COMPILE_OPTIONS) for f in self.eager_pieces)
+            self.pieces = type(self.eager_pieces)(*functions)
+        self.graphed, self.signature = graphed, signature
+        self.builds += int(compiled)
+
+    def run(
+        self,
+        step: Callable[[dict[str, th.Tensor], bool], dict[str, th.Tensor]],
+        batch: dict[str, th.Tensor],
+        update_target: bool,
+        target_in_graph: bool,
+    ) -> dict[str, th.Tensor]:
+        """``step(batch, update_target)``: eagerly (through :attr:`pieces`), or as the CUDA graph of
+        ``step(batch, target_in_graph)`` (a graph's outputs are cloned: the next replay overwrites them)."""
+        if not self.graphed:
+            return step(batch, update_target)
+        graph = self.graph
+        same_step = graph is not None and graph.signature == self.signature
+        if not same_step or not graph.fits(batch) or graph.baked_lrs != graph.float_lrs():  # type: ignore[union-attr]
+            # recaptured for new pieces, new minibatch shapes, or a learning rate the capture baked in (SGD's)
+            self.graph = None
+            self.builds += int(same_step)  # new pieces were counted by prepare()
+            body = functools.partial(step, update_target=target_in_graph)
+            graph = self.graph = GraphedStep(body, self.optimizers, self.device, signature=self.signature)  # type: ignore[arg-type]
+        return {k: v.clone() for k, v in graph(batch).items()}  # type: ignore[misc]
+
+    def release(self) -> None:
+        """Drop the compiled pieces and the CUDA graph before a surgery.
+
+        A compiled piece keeps references into the last autograd graph it ran, and a graph that
+        outlives a surgery keeps the pre-surgery shapes in the leaves' gradient accumulators
+        (see :class:`~sb3_ofexi.common.surgery.Surgery`); the next backward would then fail.
+        """
+        self.graph = None
+        if self.compiled:
+            self.pieces, self.signature, self.compiled = self.eager_pieces, None, False
+            gc.collect()  # the compiled functions sit in reference cycles
+
+    def record(self, logger: Any) -> None:
+        """``time/step_compiled``, ``time/step_graphed`` and ``time/step_rebuilds``."""
+        logger.record("time/step_compiled", float(self.graphed or self.compiled))
+        logger.record("time/step_graphed", float(self.graph is not None and self.graph.graph is not None))
+        logger.record("time/step_rebuilds", max(0, self.builds - 1))
+
+
+# --- the parts of a step every OFEXi algorithm shares ------------------------------------------
+def descend(loss: th.Tensor, optimizer: th.optim.Optimizer, thetas: list[th.Tensor]) -> None:
+    """One optimizer step on ``loss``, then ``thetas`` projected into [0, 1] (eq. 6; empty outside
+    the learning phase): a projected gradient step, one clamp call per network."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if thetas:
+        with th.no_grad():
+            th._foreach_clamp_min_(thetas, 0.0)
+            th._foreach_clamp_max_(thetas, 1.0)
+
+
+@contextlib.contextmanager
+def no_param_grad(*modules: th.nn.Module) -> Iterator[None]:
+    """Let gradients flow *through* modules without computing any for their parameters."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+def sample_flat(policy: Any, replay_buffer: Any, batch_size: int, env: Any = None) -> tuple[Any, th.Tensor, th.Tensor]:
+    """One replay minibatch, with its observations and next observations flattened to what the
+    networks read (dict observations concatenated)."""
+    data = replay_buffer.sample(batch_size, env=env)
+    obs = policy.obs_to_features_input(data.observations)
+    return data, obs, policy.obs_to_features_input(data.next_observations)
+
+
+def sample_step_batch(policy: Any, replay_buffer: Any, batch_size: int, env: Any = None) -> dict[str, th.Tensor]:
+    """The two minibatches of one gradient step (OFE's and the RL networks', Algorithm 1 lines 7
+    and 11), as flat tensors: what the step (eager or graphed) reads."""
+    batch: dict[str, th.Tensor] = {}
+    for prefix in ("ofe_", ""):
+        data, batch[f"{prefix}obs"], batch[f"{prefix}next_obs"] = sample_flat(policy, replay_buffer, batch_size, env)
+        batch[f"{prefix}actions"] = data.actions
+    batch["rewards"], batch["dones"] = data.rewards, data.dones
+    if getattr(data, "discounts", None) is not None:  # n-step buffers: per-sample discounts
+        batch["discounts"] = data.discounts
+    return batch
+
+
+class TargetUpdate:
+    """Polyak-average a critic's weights into its target and copy its thetas, one foreach call
+    each (instead of SB3's per-tensor loop).
+
+    A target's thetas are its critic's (not an average of them), so a prune, which removes the
+    target's units with its critic's mask, never changes what the target computes. The pairs are
+    found once: surgery edits tensors in place, so the Parameter objects stay the same.
+    """
+
+    def __init__(self, critic: th.nn.Module, critic_target: th.nn.Module) -> None:
+        self.weights: list[th.Tensor] = []
+        self.target_weights: list[th.Tensor] = []
+        self.thetas: list[th.Tensor] = []
+        self.target_thetas: list[th.Tensor] = []
+        for (name, param), target in zip(critic.named_parameters(), critic_target.parameters()):
+            source, dest = (
+                (self.thetas, self.target_thetas) if name.endswith("theta") else (self.weights, self.target_weights)
+            )
+            source.append(param)
+            dest.append(target)
+
+    def __call__(self, tau: float) -> None:
+        with th.no_grad():
+            th._foreach_lerp_(self.target_weights, self.weights, tau)  # (1 - tau) target + tau weight
+            if self.thetas:
+                th._foreach_copy_(self.target_thetas, self.thetas)
+
+
+def record_means(
+    logger: Any, stats: dict[str, list[th.Tensor]], extra: dict[str, th.Tensor], device: th.device
+) -> None:
+    """Log the mean of each ``train/`` stat and each ``extra`` value with one host sync."""
+    names = [f"train/{key}" for key, tensors in stats.items() if tensors]
+    values = [th.stack(tensors).float().mean() for tensors in stats.values() if tensors]
+    names += list(extra)
+    values += list(extra.values())
+    stacked = th.stack([th.as_tensor(v, dtype=th.float32, device=device).detach() for v in values])
+    for name, value in zip(names, stacked.tolist()):  # the one host sync of train()
+        logger.record(name, value)
 
 
 # --- CUDA: the whole step as one CUDA graph -----------------------------------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 import torch as th
@@ -25,8 +23,10 @@ from sb3_ofexi.common.complexity import (  # noqa: F401 (re-exported)
     ofe_complexity,
     theta_norm,
 )
+from sb3_ofexi.common.loading import check_builder
 from sb3_ofexi.common.ofenet import OFEXiNet, XiDenseBlock
 from sb3_ofexi.common.surgery import Surgery, make_linear
+from sb3_ofexi.common.theta_control import layer_gates
 from sb3_ofexi.common.xi import XiGate, xi_gates
 
 # Same clamp as SB3's SAC actor
@@ -224,9 +224,6 @@ class XiCritic(nn.Module):
     def forward(self, z_oa: th.Tensor) -> tuple[th.Tensor, ...]:
         return tuple(q_net(z_oa) for q_net in self.q_networks)
 
-    def q1_forward(self, z_oa: th.Tensor) -> th.Tensor:
-        return self.q_networks[0](z_oa)
-
 
 def _critic_arch(qf: list[int] | list[list[int]], n_critics: int) -> list[list[int]]:
     if len(qf) > 0 and all(isinstance(a, (list, tuple)) for a in qf):
@@ -274,8 +271,9 @@ class SACOFEXiPolicy(BasePolicy):
         full_std: bool = True,
         use_expln: bool = False,
         clip_mean: float = 2.0,
+        ofexi_algorithm: str | None = None,
     ) -> None:
-        _refuse_foreign_algorithm(sys._getframe(1))
+        check_builder(ofexi_algorithm, type(self).__name__)
         super().__init__(
             observation_space,
             action_space,
@@ -299,23 +297,28 @@ class SACOFEXiPolicy(BasePolicy):
         self.theta_lr = theta_lr
         self.activation_fn = activation_fn
         self.n_critics = n_critics
+        self.use_sde = use_sde
+        self.sde_kwargs = dict(log_std_init=log_std_init, full_std=full_std, use_expln=use_expln, clip_mean=clip_mean)
         #: theta phase whose requires_grad / gate flags these modules carry (flags are not
         #: saved, so a freshly built or loaded policy starts at None and gets them applied)
         self.xi_phase_applied: str | None = None
         #: bumped by every surgery that changes a shape: what a compiled step is specialised to
         self.shape_version = 0
 
-        obs_dim = get_flattened_obs_dim(observation_space)
-        action_dim = int(spaces.flatdim(action_space))
+        self._build(lr_schedule, pi_arch, _critic_arch(qf_arch, n_critics))
+
+    def _build(self, lr_schedule: Schedule, pi_arch: list[int], critic_arch: list[list[int]]) -> None:
+        """OFEXiNet, the actor, the critics and their target, and one optimizer per network."""
+        obs_dim = get_flattened_obs_dim(self.observation_space)
+        action_dim = int(spaces.flatdim(self.action_space))
+        units, use_xi = self.ofe_units, self.use_xi
         self.ofe = OFEXiNet(
-            obs_dim, action_dim, list(ofe_units["phi_o"]), list(ofe_units["phi_oa"]), ofe_target_dim, use_xi
+            obs_dim, action_dim, list(units["phi_o"]), list(units["phi_oa"]), self.ofe_target_dim, use_xi
         )
-        self.use_sde = use_sde
-        self.sde_kwargs = dict(log_std_init=log_std_init, full_std=full_std, use_expln=use_expln, clip_mean=clip_mean)
-        self.actor = XiActor(self.ofe.z_o_dim, action_dim, pi_arch, activation_fn, use_xi, use_sde, **self.sde_kwargs)
-        critic_arch = _critic_arch(qf_arch, n_critics)
-        self.critic = XiCritic(self.ofe.z_oa_dim, critic_arch, activation_fn, use_xi)
-        self.critic_target = XiCritic(self.ofe.z_oa_dim, critic_arch, activation_fn, use_xi)
+        z_o_dim, z_oa_dim = self.ofe.z_o_dim, self.ofe.z_oa_dim
+        self.actor = XiActor(z_o_dim, action_dim, pi_arch, self.activation_fn, use_xi, self.use_sde, **self.sde_kwargs)
+        self.critic = XiCritic(z_oa_dim, critic_arch, self.activation_fn, use_xi)
+        self.critic_target = XiCritic(z_oa_dim, critic_arch, self.activation_fn, use_xi)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.train(False)
         # RL networks always read OFENet in evaluation mode (Algorithm 1, lines 12-13)
@@ -391,10 +394,6 @@ class SACOFEXiPolicy(BasePolicy):
         """z_o of raw observations."""
         return self.ofe.features_o(self.obs_to_features_input(obs))
 
-    def q_values(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, ...]:
-        """Q-values of raw observations and (scaled) actions, like SB3's ``critic(obs, actions)``."""
-        return self.critic(self.ofe.features_oa(self.features_o(obs), actions))
-
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)
 
@@ -428,6 +427,28 @@ class SACOFEXiPolicy(BasePolicy):
             d_z_o = self.ofe.obs_dim + sum(theta_norm(g.theta) for g in self.ofe.phi_o.gates)
             d_z_oa = d_z_o + self.ofe.action_dim + sum(theta_norm(g.theta) for g in self.ofe.phi_oa.gates)
         return th.as_tensor(d_z_o), th.as_tensor(d_z_oa)
+
+    # --- the gates, for the theta controller (sb3_ofexi.common.theta_control) ---------------------
+    def xi_layers(self) -> dict[str, XiGate]:
+        """Every learnable gate by layer: ``phi_o[0]``..., ``phi_oa[0]``..., ``actor[0]``..., ``critic0[0]``..."""
+        return layer_gates(self.ofe, self.actor.net, self.critic.q_networks)
+
+    def xi_target_pairs(self) -> list[tuple[XiGate, XiGate]]:
+        """(critic gate, its target's gate): a target carries its critic's thetas."""
+        return [
+            pair
+            for q_net, q_target in zip(self.critic.q_networks, self.critic_target.q_networks)
+            for pair in zip(q_net.gates, q_target.gates)
+        ]
+
+    def theta_optimizers(self) -> dict[str, th.optim.Optimizer]:
+        """The optimizer that moves each network's thetas."""
+        return {
+            "phi_o": self.ofe_optimizer,
+            "phi_oa": self.ofe_optimizer,
+            "actor": self.actor.optimizer,
+            "critic": self.critic.optimizer,
+        }
 
     # --- pruning (SPEC section 6) ---------------------------------------------------------------
     def prune_(self, theta_tol: float) -> Surgery:
@@ -513,20 +534,6 @@ class SACOFEXiPolicy(BasePolicy):
         counts = self.param_counts()
         v_net = mlp_param_count(self.ofe.z_o_dim, self.critic.q_networks[0].units, 1)
         return {"deploy": counts["deploy"], "train": counts["train"] - count_params(self.ofe.f_pred) + v_net}
-
-
-def _refuse_foreign_algorithm(frame: FrameType | None) -> None:
-    """A SAC_OFEXi file opened with ``stable_baselines3.SAC.load`` builds this policy inside
-    SAC's ``_setup_model``, where nothing else could tell the user what went wrong."""
-    from stable_baselines3.common.base_class import BaseAlgorithm
-
-    caller = frame.f_locals.get("self") if frame is not None else None
-    if isinstance(caller, BaseAlgorithm) and not hasattr(caller, "prune"):
-        raise ValueError(
-            f"This model is a SAC_OFEXi model (policy {SACOFEXiPolicy.__name__}, with OFEXiNet features and "
-            f"possibly pruned widths); {type(caller).__name__} cannot run it. Load it with "
-            "`from sb3_ofexi import SAC_OFEXi; SAC_OFEXi.load(path)`."
-        )
 
 
 def _detach(x: th.Tensor | int) -> th.Tensor | int:
