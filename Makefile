@@ -11,7 +11,7 @@ $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch pulls the CUDA build (several GB)
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,ray]"
+	$(PY) -m pip install -q -e ".[harness,test,ray]"
 	touch $@
 
 venv: $(VENV)/.installed

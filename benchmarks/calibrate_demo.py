@@ -22,10 +22,10 @@ import json
 
 import numpy as np
 
-from sb3_ofexi.cli import _key_value
 from sb3_ofexi.common.diagnostics import DECIDED_ON
-from sb3_ofexi.experiments import RunSpec, rounding_step
-from sb3_ofexi.sweep import run_sweep
+from sb3_ofexi.harness.cli import _key_value
+from sb3_ofexi.harness.runs import RunSpec, rounding_step
+from sb3_ofexi.harness.sweep import run_sweep
 
 MAX_UNDECIDED = 0.10
 MIN_UNITS_SHARE = 0.05

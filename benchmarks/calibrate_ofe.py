@@ -341,7 +341,7 @@ def run_grid(args: argparse.Namespace) -> None:
     call = (args.out, args.results, args.warmup, args.updates, args.checkpoint_every)
     # specs of one seed after another, so an interrupted grid has every combination's first seeds
     todo.sort(key=lambda s: (s["preset"] != "prune-b", s["seed"]))
-    from sb3_ofexi.sweep import die_with_parent
+    from sb3_ofexi.harness.sweep import die_with_parent
 
     with ProcessPoolExecutor(
         max_workers=args.jobs, mp_context=get_context("spawn"), initializer=die_with_parent

@@ -20,7 +20,7 @@ from torch import nn
 from benchmarks.common import ENV, report, script_main
 from benchmarks.train_step import prune_to
 from sb3_ofexi import SAC_OFEXi
-from sb3_ofexi.measure import onnx_session
+from sb3_ofexi.harness.measure import onnx_session
 
 
 class StockSACDeploy(nn.Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from stable_baselines3 import SAC
 
 from sb3_ofexi import SAC_OFEXi
-from sb3_ofexi.experiments import paper_param_counts, param_counts
+from sb3_ofexi.harness.runs import paper_param_counts, param_counts
 
 #: Table 4 of the paper, Hopper-v2: (deploy, train) in thousands
 TABLE4_HOPPER = {"sac": (71, 280), "sac-big": (1069, 4264), "ofe": (139, 651), "ofe-big": (924, 4573)}

@@ -40,7 +40,7 @@ def _layer_thetas(model: Any) -> dict[str, Any]:
 def extract(run_dir: pathlib.Path) -> dict[str, Any]:
     """Sizes over time, evaluations and (when finished) the score of one run."""
     from sb3_ofexi import SAC_OFEXi
-    from sb3_ofexi.common.checkpoint import latest_checkpoint
+    from sb3_ofexi.harness.checkpoint import latest_checkpoint
 
     summary_path = run_dir / "summary.json"
     evaluations = np.load(run_dir / "evaluations.npz")
@@ -93,7 +93,7 @@ def _fmt_theta(value: float) -> str:
 def _score(run: dict[str, Any]) -> float:
     """The best evaluation of the rounded networks (strictly after prune-b's rounding step), as
     reports score today; the summaries of these runs (0.1.x) took the 0.8 T evaluation too."""
-    from sb3_ofexi.experiments import score_run
+    from sb3_ofexi.harness.runs import score_run
 
     summary = {
         "env_id": run["env_id"],

@@ -7,9 +7,9 @@ Writes runs/compare/report.md with Tables 3-4 and the plots.
 
 from __future__ import annotations
 
-from sb3_ofexi.experiments import RunSpec
-from sb3_ofexi.report import build_report
-from sb3_ofexi.sweep import run_sweep
+from sb3_ofexi.harness.report import build_report
+from sb3_ofexi.harness.runs import RunSpec
+from sb3_ofexi.harness.sweep import run_sweep
 
 if __name__ == "__main__":
     methods = ["sac", "sac-big", "ofe", "prune-b", "prune-c"]

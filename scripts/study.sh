@@ -142,7 +142,7 @@ case "${1:-start}" in
     mkdir -p "$runs"
     if pgrep -f "study.sh worker" >/dev/null; then echo "the study is running already: bash scripts/study.sh status"; exit 0; fi
     src=$(source_of "$(git -C "$repo" rev-parse HEAD)") || exit 1
-    make_venv "$src" || { echo "could not create $STUDY_DIR/venv" >&2; exit 1; }
+    make_venv "$src[harness]" || { echo "could not create $STUDY_DIR/venv" >&2; exit 1; }
     # the workers run a copy of this script: bash reads a script as it goes, so editing the
     # repository's copy must not change what a running worker executes
     cp "$0" "$STUDY_DIR/study.sh"
@@ -157,7 +157,7 @@ case "${1:-start}" in
   publish)
     # small files of finished runs (summaries without this machine's paths, evaluation arrays, timings)
     PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -c \
-      "import sys; from sb3_ofexi.report import publish_runs; publish_runs(*sys.argv[1:])" "$runs" "$repo/docs/study" || exit 1
+      "import sys; from sb3_ofexi.harness.report import publish_runs; publish_runs(*sys.argv[1:])" "$runs" "$repo/docs/study" || exit 1
     for f in "$runs"/*/*/seed*/study_commit; do
       [ -f "$(dirname "$f")/summary.json" ] || continue
       rel=${f#"$runs"/}; mkdir -p "$repo/docs/study/$(dirname "$rel")"; cp "$f" "$repo/docs/study/$rel"

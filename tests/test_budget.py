@@ -178,7 +178,7 @@ def _small_hyperparams(tmp_path):
 
 
 def test_cli_train_and_compare_with_budgets(tmp_path, capsys):
-    from sb3_ofexi.cli import main as cli_main
+    from sb3_ofexi.harness.cli import main as cli_main
 
     folder = _small_hyperparams(tmp_path)
     common = ["--env", "Pendulum-v1", "--eval-episodes", "1", "--hyperparams", str(folder)]
@@ -213,7 +213,7 @@ def test_cli_train_and_compare_with_budgets(tmp_path, capsys):
 
 
 def test_cli_budget_bad_input(tmp_path, capsys):
-    from sb3_ofexi.cli import main as cli_main
+    from sb3_ofexi.harness.cli import main as cli_main
 
     folder = _small_hyperparams(tmp_path)
     common = ["--env", "Pendulum-v1", "--hyperparams", str(folder), "--out", str(tmp_path), "--no-progress"]

@@ -12,8 +12,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from sb3_ofexi.common.complexity import mlp_paper_coefficients, theta_norm
 from sb3_ofexi.common.config import NU_RL_FACTORS
 from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
-from sb3_ofexi.experiments import RunSpec, score_run, train_one
-from sb3_ofexi.report import build_report, load_runs, portable_record, tables
+from sb3_ofexi.harness.report import build_report, load_runs, portable_record, tables
+from sb3_ofexi.harness.runs import RunSpec, score_run, train_one
 
 from .conftest import make_model
 

@@ -4,8 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from sb3_ofexi.cli import main as cli_main
 from sb3_ofexi.common.export import run_exported
+from sb3_ofexi.harness.cli import main as cli_main
 
 from .conftest import make_model
 

@@ -278,7 +278,7 @@ def test_files_from_0_1_0_keep_the_settings_they_were_trained_with(tmp_path):
 
 
 def test_evaluation_every_10k_steps_or_t_over_20():
-    from sb3_ofexi.experiments import EVAL_EPISODES, default_eval_freq
+    from sb3_ofexi.harness.runs import EVAL_EPISODES, default_eval_freq
 
     assert default_eval_freq(1_000_000) == 10_000  # the paper: 100 evaluations, 21 in the last 20%
     assert default_eval_freq(2_000_000) == 10_000
@@ -288,7 +288,7 @@ def test_evaluation_every_10k_steps_or_t_over_20():
 
 
 def test_shortened_paper_entry_keeps_the_schedule_proportions():
-    from sb3_ofexi.experiments import load_hyperparams, scale_schedule
+    from sb3_ofexi.harness.runs import load_hyperparams, scale_schedule
 
     hyperparams = load_hyperparams("prune-b", "Hopper-v5")
     assert hyperparams["xi_start"] == 200_000 and hyperparams["xi_round"] == 0.8
@@ -309,7 +309,7 @@ def test_shortened_paper_entry_keeps_the_schedule_proportions():
 
 
 def test_results_page_states_each_tasks_own_moved_schedule():
-    from sb3_ofexi.report import _schedule_sentence
+    from sb3_ofexi.harness.report import _schedule_sentence
 
     assert "13,838 of 30,000" in _schedule_sentence("Hopper-v5", 30_000, None)
     assert "11,910 of 30,000" in _schedule_sentence("HalfCheetah-v5", 30_000, None)  # 2M entry: 9.5% in
@@ -323,7 +323,7 @@ def test_paper_convention_counts_reproduce_table_4_for_hopper():
 
     from stable_baselines3 import SAC
 
-    from sb3_ofexi.experiments import paper_param_counts
+    from sb3_ofexi.harness.runs import paper_param_counts
 
     ofe = SAC_OFEXi("MlpPolicy", "Hopper-v5", preset="ofe", buffer_size=1, device="cpu")
     counts = ofe.paper_param_counts()

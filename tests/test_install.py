@@ -66,10 +66,10 @@ def test_wheel_ships_the_yaml_files_and_compare_runs_from_any_directory(tmp_path
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     code = (
-        "import sb3_ofexi, pathlib; from sb3_ofexi.experiments import default_hyperparams_dir as d; "
+        "import sb3_ofexi, pathlib; from sb3_ofexi.harness.runs import default_hyperparams_dir as d; "
         f"assert pathlib.Path(sb3_ofexi.__file__).is_relative_to({str(site)!r}), sb3_ofexi.__file__; "
         f"assert d().is_relative_to({str(site)!r}), d(); "
-        "from sb3_ofexi.zoo import resolve_conf; print(resolve_conf(['-conf', 'sac_ofexi_prune_b'])[1])"
+        "from sb3_ofexi.harness.zoo import resolve_conf; print(resolve_conf(['-conf', 'sac_ofexi_prune_b'])[1])"
     )
     out = subprocess.run(
         [str(python), "-c", code], env=env, cwd=elsewhere, check=True, capture_output=True, text=True
@@ -106,8 +106,8 @@ def test_wheel_ships_the_yaml_files_and_compare_runs_from_any_directory(tmp_path
 
 
 def test_zoo_conf_accepts_a_packaged_name_and_rejects_an_unknown_one(capsys):
-    from sb3_ofexi.zoo import main as zoo_main
-    from sb3_ofexi.zoo import resolve_conf
+    from sb3_ofexi.harness.zoo import main as zoo_main
+    from sb3_ofexi.harness.zoo import resolve_conf
 
     assert resolve_conf(["--env", "Hopper-v5", "-conf", "eaudesac.yml"])[-1].endswith("hyperparams/eaudesac.yml")
     assert resolve_conf(["--conf-file=polyprune_sac"])[0].endswith("hyperparams/polyprune_sac.yml")

@@ -10,12 +10,12 @@ import torch as th
 from torch import nn
 
 from sb3_ofexi import EauDeSAC, PolyPruneSAC
-from sb3_ofexi.cli import main as cli_main
 from sb3_ofexi.common.export import export_policy, run_exported
 from sb3_ofexi.common.masks import WeightMasks, cubic_sparsity, erk_densities, linear_layers
 from sb3_ofexi.eaudesac.eaudesac import sample_sparsity
-from sb3_ofexi.experiments import param_counts
-from sb3_ofexi.zoo import main as zoo_main
+from sb3_ofexi.harness.cli import main as cli_main
+from sb3_ofexi.harness.runs import param_counts
+from sb3_ofexi.harness.zoo import main as zoo_main
 
 SMALL = dict(learning_starts=64, batch_size=32, policy_kwargs=dict(net_arch=[32, 32]), seed=0, device="cpu")
 

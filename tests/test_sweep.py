@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 
-from sb3_ofexi.cli import main as cli_main
-from sb3_ofexi.common.checkpoint import env_restore, env_snapshot
-from sb3_ofexi.experiments import RunSpec
-from sb3_ofexi.sweep import run_sweep
+from sb3_ofexi.harness.checkpoint import env_restore, env_snapshot
+from sb3_ofexi.harness.cli import main as cli_main
+from sb3_ofexi.harness.runs import RunSpec
+from sb3_ofexi.harness.sweep import run_sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL_ENTRY = {
@@ -218,24 +218,27 @@ def test_env_snapshot_continues_exactly(env_id):
 
 
 def test_report_puts_the_papers_tables_next_to_ours():
-    from sb3_ofexi.report import paper_section
+    from sb3_ofexi.harness.report import paper_section
 
-    lines = paper_section("Hopper-v5", ["sac", "ofe", "prune-b"])
+    section = paper_section("Hopper-v5", ["sac", "ofe", "prune-b"])
+    assert section is not None and section.title.startswith("The paper's numbers for Hopper")
+    lines = section.body
     assert "| prune-b | 3515 | 10% | 38% | 15 | 246 |" in lines
     assert any("Hopper-v2" in line and "Hopper-v5" in line for line in lines)
     assert "| ofe | 3548 | 100% | 100% | 139 | 651 |" in lines
-    assert paper_section("Pendulum-v1", ["sac"]) == []
+    assert paper_section("Pendulum-v1", ["sac"]) is None
 
 
 def test_cost_section_gives_medians_over_seeds():
     """Timings are medians over seeds: one run paused for hours (its wall time counts the pause) does not move them."""
-    from sb3_ofexi.report import cost_section
+    from sb3_ofexi.harness.report import cost_section
 
     def run(wall_s: float, latency_ms: float) -> dict:
         speed = {"deploy_latency_ms": latency_ms, "train_step_ms": 2 * latency_ms, "torch_threads": 1}
         return {"wall_s": wall_s, "params": {"deploy": 1000, "train": 3000}, "speed": speed}
 
-    lines, numbers = cost_section({"prune-b": [run(300.0, 0.02), run(10_000.0, 0.05), run(200.0, 0.03)]})
+    section, numbers = cost_section({"prune-b": [run(300.0, 0.02), run(10_000.0, 0.05), run(200.0, 0.03)]})
+    lines = section.body
     assert numbers["prune-b"]["wall_s"] == 300.0
     assert numbers["prune-b"]["deploy_latency_ms"] == pytest.approx(0.03)
     assert numbers["prune-b"]["train_step_ms"] == pytest.approx(0.06)

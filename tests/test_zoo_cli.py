@@ -7,10 +7,11 @@ import pytest
 import yaml
 
 from sb3_ofexi import SAC_OFEXi
-from sb3_ofexi.cli import main as cli_main
-from sb3_ofexi.experiments import METHODS, load_hyperparams
-from sb3_ofexi.report import PNG_CURVES, PNG_THETA, PNG_UNITS
-from sb3_ofexi.zoo import main as zoo_main
+from sb3_ofexi.harness.cli import main as cli_main
+from sb3_ofexi.harness.registry import METHODS
+from sb3_ofexi.harness.report import PNG_CURVES, PNG_THETA, PNG_UNITS
+from sb3_ofexi.harness.runs import load_hyperparams
+from sb3_ofexi.harness.zoo import main as zoo_main
 
 HYPERPARAMS = pathlib.Path(__file__).resolve().parents[1] / "hyperparams"
 YAML_FILES = sorted(HYPERPARAMS.glob("*.yml"))

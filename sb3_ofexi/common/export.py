@@ -16,7 +16,7 @@ import logging
 import pathlib
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -28,9 +28,6 @@ from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from sb3_ofexi.common.surgery import make_linear
-
-if TYPE_CHECKING:
-    from sb3_ofexi.sac_ofexi.policies import SACOFEXiPolicy
 
 SUFFIXES = (".onnx", ".pt")
 
@@ -62,7 +59,7 @@ class DeployedPolicy(nn.Module):
     the columns of the next Linear: a block is Linear (BN folded) -> SiLU -> concat.
     """
 
-    def __init__(self, policy: SACOFEXiPolicy) -> None:
+    def __init__(self, policy: Any) -> None:  # an OFEXi policy: its ofe (OFEXiNet) and actor
         super().__init__()
         with th.no_grad():
             obs_dim = policy.ofe.obs_dim
@@ -171,6 +168,8 @@ def export_policy(model: BaseAlgorithm, path: str | pathlib.Path, check: bool = 
     space = model.observation_space
     if not isinstance(space, spaces.Box) or len(space.shape) != 1:
         raise ValueError(f"export_policy: observation space {space}: accepted: a 1-D Box")
+    if path.suffix == ".onnx":
+        _need_onnx()
     deployed = deployed_policy(model)
     example = th.zeros(2, space.shape[0])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +199,18 @@ def export_policy(model: BaseAlgorithm, path: str | pathlib.Path, check: bool = 
                 f"The exported policy {path} differs from model.predict by {error:.3g} (> {tolerance:.3g})"
             )
     return deployed
+
+
+def _need_onnx() -> None:
+    """ONNX export needs onnx, onnxscript and (to check the file) onnxruntime: the ``export`` extra."""
+    import importlib.util
+
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"Exporting to .onnx needs {', '.join(missing)}: pip install 'sb3_ofexi[export]' "
+            "(or export to .pt, TorchScript, which needs nothing more)"
+        )
 
 
 @contextlib.contextmanager

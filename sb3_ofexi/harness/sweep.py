@@ -2,7 +2,7 @@
 
 * **Resume.** Re-running the same sweep on the same ``--out`` (or ``--resume``) skips finished
   runs (``summary.json``) and continues unfinished ones from their newest checkpoint
-  (:mod:`sb3_ofexi.common.checkpoint`). ``sweep.json`` in ``--out`` records the sweep's settings, so
+  (:mod:`sb3_ofexi.harness.checkpoint`). ``sweep.json`` in ``--out`` records the sweep's settings, so
   ``sb3-ofexi compare --out DIR --resume`` needs nothing else.
 * **Failures.** A run that raises writes ``failed.json`` (error and traceback) in its folder;
   the others go on, and the report marks it. A re-run retries it.
@@ -29,7 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from multiprocessing import get_context
 from typing import Any
 
-from sb3_ofexi.experiments import RunSpec, finished_summary, run_safely
+from sb3_ofexi.harness.runs import RunSpec, finished_summary, run_safely
 
 BACKENDS = ("local", "ray")
 SWEEP_FILE = "sweep.json"

@@ -18,13 +18,16 @@ from typing import Any
 import numpy as np
 import torch as th
 import yaml
-from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
-from sb3_ofexi.common.checkpoint import (
+from sb3_ofexi.common.complexity import count_params, mlp_param_count
+from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
+from sb3_ofexi.common.pruning import PruningCallback
+from sb3_ofexi.common.xi import xi_gates
+from sb3_ofexi.harness.checkpoint import (
     RunCheckpoint,
     callback_state,
     env_restore,
@@ -33,37 +36,10 @@ from sb3_ofexi.common.checkpoint import (
     remove_checkpoints,
     set_rng_state,
 )
-from sb3_ofexi.common.complexity import count_params, mlp_param_count
-from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
-from sb3_ofexi.common.pruning import PruningCallback
-from sb3_ofexi.common.xi import xi_gates
-from sb3_ofexi.eaudesac import EauDeSAC
-from sb3_ofexi.measure import measure_speed
-from sb3_ofexi.polyprune import PolyPruneSAC
+from sb3_ofexi.harness.measure import measure_speed
+from sb3_ofexi.harness.registry import METHODS
 from sb3_ofexi.sac_ofexi import SAC_OFEXi
 
-#: method -> (YAML file in hyperparams/, algorithm class)
-METHODS: dict[str, tuple[str, type[BaseAlgorithm]]] = {
-    "sac": ("sac", SAC),
-    "sac-big": ("sac_big", SAC),
-    "ofe": ("sac_ofexi_ofe", SAC_OFEXi),
-    "ofe-big": ("sac_ofexi_ofe_big", SAC_OFEXi),
-    "prune-a": ("sac_ofexi_prune_a", SAC_OFEXi),
-    "prune-b": ("sac_ofexi_prune_b", SAC_OFEXi),
-    "prune-c": ("sac_ofexi_prune_c", SAC_OFEXi),
-    # prune-b with a deploy budget from its YAML entry (the size prune-b reached in the paper's Table 4)
-    "budget": ("sac_ofexi_budget", SAC_OFEXi),
-    # the peer methods: per-weight masks (parameter counts fall, matrices keep their shapes)
-    "polyprune": ("polyprune_sac", PolyPruneSAC),
-    "eaudesac": ("eaudesac", EauDeSAC),
-}
-#: rl-zoo3's names of the algorithms (``--algo``)
-ALGOS: dict[str, type[BaseAlgorithm]] = {
-    "sac_ofexi": SAC_OFEXi,
-    "polyprune_sac": PolyPruneSAC,
-    "eaudesac": EauDeSAC,
-    "sac": SAC,
-}
 #: rl-zoo3 keys that change the environment rather than the algorithm
 _ENV_KEYS = ("normalize", "n_envs", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper")
 #: a run checkpoints every 50k env steps or 10 minutes of wall time, whichever comes first
@@ -86,10 +62,10 @@ def default_hyperparams_dir() -> pathlib.Path:
     """The rl-zoo3 YAML files: the package's copy when it is installed (``sb3_ofexi/hyperparams``,
     package data built from the repository's ``hyperparams/``), else the source tree's
     ``hyperparams/`` (a checkout, an editable install)."""
-    installed = pathlib.Path(__file__).resolve().parent / "hyperparams"
-    if (installed / "sac.yml").exists():
-        return installed
-    return pathlib.Path(__file__).resolve().parents[1] / "hyperparams"
+    package = pathlib.Path(__file__).resolve().parents[1]
+    if (package / "hyperparams" / "sac.yml").exists():
+        return package / "hyperparams"
+    return package.parent / "hyperparams"
 
 
 def resolve_hyperparams_file(name: str) -> pathlib.Path:
@@ -103,14 +79,6 @@ def resolve_hyperparams_file(name: str) -> pathlib.Path:
         return packaged
     available = ", ".join(sorted(p.stem for p in default_hyperparams_dir().glob("*.yml")))
     raise ValueError(f"-conf {name!r}: no such file, and not a packaged file: accepted: a path or one of {available}")
-
-
-def parse_methods(text: str) -> list[str]:
-    methods = [m.strip().lower() for m in text.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"Unknown method(s) {unknown or text!r}: accepted: {', '.join(METHODS)}")
-    return methods
 
 
 def load_hyperparams(method: str, env_id: str, hyperparams_dir: str | pathlib.Path | None = None) -> dict[str, Any]:
@@ -257,7 +225,7 @@ class RunSpec:
     checkpoint_seconds: float = CHECKPOINT_SECONDS
     #: keyword arguments that override the YAML entry (``train --deploy-budget``, ...)
     overrides: dict[str, Any] = field(default_factory=dict)
-    #: time the exported policy and the training step at the end (:mod:`sb3_ofexi.measure`)
+    #: time the exported policy and the training step at the end (:mod:`sb3_ofexi.harness.measure`)
     measure_speed: bool = True
 
     @property
@@ -310,7 +278,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     """Train, evaluate every ``eval_freq`` steps, save; write ``summary.json`` and return it.
 
     Resumable: a finished run (``summary.json``) is returned as it is; an unfinished one
-    continues from its newest checkpoint (:mod:`sb3_ofexi.common.checkpoint`).
+    continues from its newest checkpoint (:mod:`sb3_ofexi.harness.checkpoint`).
     """
     summary = finished_summary(spec)
     if summary is not None:

@@ -5,20 +5,54 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sb3_ofexi.common.diagnostics import network_of
-from sb3_ofexi.experiments import (
-    METHODS,
+from sb3_ofexi.harness.measure import run_speed
+from sb3_ofexi.harness.registry import METHODS
+from sb3_ofexi.harness.runs import (
     load_hyperparams,
     rounding_step,
     schedule_point,
     score_run,
     uses_gates,
 )
-from sb3_ofexi.measure import run_speed
+
+
+@dataclass
+class Section:
+    """One section of a report: its title and its Markdown body (the lines under the heading)."""
+
+    title: str
+    body: list[str]
+
+    def markdown(self, level: int = 2) -> list[str]:
+        return [f"{'#' * level} {self.title}", *self.body]
+
+
+@dataclass
+class Report:
+    """A task folder's report as data; :meth:`markdown` renders it (``report.md``), and the results
+    page takes its sections from here (nothing re-reads the Markdown)."""
+
+    path: pathlib.Path
+    title: str
+    intro: list[str]
+    failed: Section | None = None
+    sections: list[Section] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = [f"# {self.title}", *self.intro]
+        for section in [self.failed] if self.failed else []:
+            lines += section.markdown()
+        for section in self.sections:
+            lines += section.markdown()
+        return "\n".join([*lines, *[f"![{png}]({png})" for png in self.figures], ""])
+
 
 #: The paper's Tables 3 and 4 (its MuJoCo v2 tasks): score, dR, tR, deploy / train params in thousands
 PAPER_TABLES: dict[str, dict[str, tuple[int, int | None, int | None, int, int]]] = {
@@ -81,7 +115,7 @@ def load_runs(
     out_dir: str | pathlib.Path, allow_empty: bool = False, hyperparams_dir: str | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """``summary.json`` of every run under ``out_dir``, grouped by method in METHODS order, each
-    scored again from its evaluations (:func:`~sb3_ofexi.experiments.score_run`), so a summary
+    scored again from its evaluations (:func:`~sb3_ofexi.harness.runs.score_run`), so a summary
     written by an older release is scored as today's are."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(pathlib.Path(out_dir).glob("*/seed*/summary.json")):
@@ -191,7 +225,7 @@ def tables(runs: dict[str, list[dict[str, Any]]], baseline: dict[str, int] | Non
     return "\n".join(table3), "\n".join(table4), numbers
 
 
-def schedule_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+def schedule_section(runs: dict[str, list[dict[str, Any]]]) -> Section | None:
     """Per run with gates: how long the thetas learned (in gradient updates), the OFE pre-training,
     the theta learning rate, and the share of alive thetas still undecided just before rounding."""
     rows = []
@@ -223,25 +257,27 @@ def schedule_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
                 f"| {method} | {summary['seed']} | {window} | {learning} | {pretrain} | {theta_lr} | {shares} |"
             )
     if not rows:
-        return []
-    return [
-        "## The thetas' schedule",
-        "",
-        (
-            "Per run with gates: env steps in which the thetas learned, the gradient updates that took (Adam moves "
-            "a theta by about one learning rate per update at most, so crossing [0, 1] takes >= 1/theta-lr "
-            "updates of a consistent push), the OFE pre-training updates, the theta learning rate, and the share "
-            "of alive thetas (>= theta_tol) still undecided (below 0.9) just before rounding, per network."
-        ),
-        "",
-        (
-            "| method | seed | thetas learn (env steps) | θ-learning updates | OFE pre-training updates | θ-lr | "
-            "undecided before rounding |"
-        ),
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-    ]
+        return None
+    return Section(
+        "The thetas' schedule",
+        [
+            "",
+            (
+                "Per run with gates: env steps in which the thetas learned, the gradient updates that took (Adam moves "
+                "a theta by about one learning rate per update at most, so crossing [0, 1] takes >= 1/theta-lr "
+                "updates of a consistent push), the OFE pre-training updates, the theta learning rate, and the share "
+                "of alive thetas (>= theta_tol) still undecided (below 0.9) just before rounding, per network."
+            ),
+            "",
+            (
+                "| method | seed | thetas learn (env steps) | θ-learning updates | OFE pre-training updates | θ-lr | "
+                "undecided before rounding |"
+            ),
+            "|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ],
+    )
 
 
 def _schedule_from_settings(summary: dict[str, Any]) -> dict[str, Any]:
@@ -298,12 +334,12 @@ def _moving_mean(values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def paper_section(env_id: str, methods: list[str]) -> list[str]:
+def paper_section(env_id: str, methods: list[str]) -> Section | None:
     """The paper's Table 3 and 4 rows for this task (its v2 version), for the methods in the report."""
     task = env_id.split("-")[0]
     table = PAPER_TABLES.get(task)
     if table is None:
-        return []
+        return None
     rows = [m for m in methods if m in table] or list(table)
 
     def pct(x: int | None, method: str, column: int) -> str:
@@ -312,25 +348,27 @@ def paper_section(env_id: str, methods: list[str]) -> list[str]:
         # not legible in the paper's Table 3: derived from its Table 4 counts against OFE's
         return f"≈{100 * table[method][column] / table['ofe'][column]:.0f}% (Table 4)"
 
-    return [
-        f"## The paper's numbers for {task} (Tables 3 and 4)",
-        "",
-        (
-            f"From Guenter & Sideris (arXiv 2507.11975), on {task}-v2 (MuJoCo v2; ours run {env_id}), "
-            f"{'2M' if task == 'HalfCheetah' else '1M'} env steps at the paper's network sizes, one score per "
-            "method (the paper does not give its number of seeds). Train counts follow the paper's convention "
-            "(with a V network, without f_pred). ≈: not legible in the paper's Table 3, derived from its Table 4."
-        ),
-        "",
-        "| method (paper) | score | dR | tR | deploy params (k) | train params (k) |",
-        "|---|---|---|---|---|---|",
-        *[
-            f"| {m} | {table[m][0]} | {pct(table[m][1], m, 3)} | {pct(table[m][2], m, 4)} | {table[m][3]} | "
-            f"{table[m][4]} |"
-            for m in rows
+    return Section(
+        f"The paper's numbers for {task} (Tables 3 and 4)",
+        [
+            "",
+            (
+                f"From Guenter & Sideris (arXiv 2507.11975), on {task}-v2 (MuJoCo v2; ours run {env_id}), "
+                f"{'2M' if task == 'HalfCheetah' else '1M'} env steps at the paper's network sizes, one score per "
+                "method (the paper does not give its number of seeds). Train counts follow the paper's convention "
+                "(with a V network, without f_pred). ≈: not legible in the paper's Table 3, derived from its Table 4."
+            ),
+            "",
+            "| method (paper) | score | dR | tR | deploy params (k) | train params (k) |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| {m} | {table[m][0]} | {pct(table[m][1], m, 3)} | {pct(table[m][2], m, 4)} | {table[m][3]} | "
+                f"{table[m][4]} |"
+                for m in rows
+            ],
+            "",
         ],
-        "",
-    ]
+    )
 
 
 def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str, smooth: int = 1) -> list[str]:
@@ -478,9 +516,9 @@ def _median(values: list[float | None]) -> float | None:
     return float(np.median(present)) if present else None
 
 
-def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict[str, Any]]:
+def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[Section, dict[str, Any]]:
     """What each method costs at its final size: parameters kept, critic sparsity (masked peers),
-    the exported policy's batch-1 latency and the training step's time (:mod:`sb3_ofexi.measure`)."""
+    the exported policy's batch-1 latency and the training step's time (:mod:`sb3_ofexi.harness.measure`)."""
     rows, numbers, sources = [], {}, set()
     for method, group in runs.items():
         speeds = [s.get("speed") or {} for s in group]
@@ -507,7 +545,6 @@ def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict
             f"{numbers[method]['wall_s']:.0f} |"
         )
     lines = [
-        "## What the savings buy (cost at the final size)",
         "",
         (
             "Parameters kept (k): OFEXiNet methods remove whole units, so their matrices shrink; the masked peers "
@@ -529,10 +566,10 @@ def cost_section(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], dict
         *rows,
         "",
     ]
-    return lines, numbers
+    return Section("What the savings buy (cost at the final size)", lines), numbers
 
 
-def budget_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+def budget_section(runs: dict[str, list[dict[str, Any]]]) -> Section | None:
     """Methods run with a size budget: the budget, the size each seed reached, whether it was met."""
     rows = []
     for method, group in runs.items():
@@ -547,56 +584,64 @@ def budget_section(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
                 f"| {method} | {kind} | {', '.join(f'{b:,}' for b in budgets)} | {reached} | {met} of {len(entries)} |"
             )
     if not rows:
-        return []
-    return [
-        "## Size budgets",
-        "",
-        "Parameters as counted in the tables above; one size per seed.",
-        "",
-        "| method | budget on | budget (params) | reached (per seed) | met |",
-        "|---|---|---|---|---|",
-        *rows,
-        "",
-    ]
+        return None
+    return Section(
+        "Size budgets",
+        [
+            "",
+            "Parameters as counted in the tables above; one size per seed.",
+            "",
+            "| method | budget on | budget (params) | reached (per seed) | met |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ],
+    )
 
 
 def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None, smooth: int = 1) -> pathlib.Path:
-    """Write ``report.md``, ``report.json`` and the PNGs into ``out_dir``; return the Markdown path.
+    """Write ``report.md``, ``report.json`` and the PNGs into ``out_dir``; return the Markdown path."""
+    return make_report(out_dir, hyperparams_dir, smooth).path
+
+
+def make_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None, smooth: int = 1) -> Report:
+    """:func:`build_report`, returning the report as data.
 
     :param smooth: learning curves as the paper's ``smooth``-point moving mean (1: as evaluated)
     """
     out = pathlib.Path(out_dir)
     failures = load_failures(out)
     runs = load_runs(out, allow_empty=bool(failures), hyperparams_dir=hyperparams_dir)
-    failed_lines = []
+    failed = None
     if failures:
-        failed_lines = [
-            "## Failed runs",
-            "",
-            (
-                "Each has its traceback in METHOD/seedN/failed.json; re-running the "
-                "same command retries them (from their last checkpoint)."
-            ),
-            "",
-            "| method | seed | error |",
-            "|---|---|---|",
-            *[f"| {f['method']} | {f['seed']} | {f['error'].splitlines()[0][:200]} |" for f in failures],
-            "",
-        ]
+        failed = Section(
+            "Failed runs",
+            [
+                "",
+                (
+                    "Each has its traceback in METHOD/seedN/failed.json; re-running the "
+                    "same command retries them (from their last checkpoint)."
+                ),
+                "",
+                "| method | seed | error |",
+                "|---|---|---|",
+                *[f"| {f['method']} | {f['seed']} | {f['error'].splitlines()[0][:200]} |" for f in failures],
+                "",
+            ],
+        )
     if not runs:
-        path = out / "report.md"
-        path.write_text("\n".join(["# No run finished", "", *failed_lines]))
-        return path
+        report = Report(out / "report.md", "No run finished", [""], failed)
+        report.path.write_text(report.markdown().removesuffix("\n"))
+        return report
     env_id = next(iter(runs.values()))[0]["env_id"]
     baseline = ofe_baseline_counts(runs, hyperparams_dir)
     table3, table4, numbers = tables(runs, baseline)
     pngs = _plots(runs, out, env_id, smooth)
-    cost_lines, cost = cost_section(runs)
-    for method, entry in cost.items():
+    cost, cost_numbers = cost_section(runs)
+    for method, entry in cost_numbers.items():
         numbers[method].update(entry)
     first = next(iter(runs.values()))[0]
-    lines = [
-        f"# {env_id}: SAC_OFEXi comparison",
+    intro = [
         "",
         (
             f"{first['timesteps']:,} env steps per run; evaluation every {first['eval_timesteps'][0]:,} steps, "
@@ -627,28 +672,23 @@ def build_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None
             "(docs/COMPLEXITY.md, `python -m benchmarks.paper_counts`)."
         ),
         "",
-        *failed_lines,
-        "## Score, dR and tR (Table 3)",
-        "",
-        table3,
-        "",
-        "## Parameters (Table 4)",
-        "",
-        table4,
-        "",
-        *budget_section(runs),
-        *schedule_section(runs),
-        *paper_section(env_id, list(runs)),
-        *cost_lines,
-        *[f"![{png}]({png})" for png in pngs],
-        "",
     ]
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
+    sections = [
+        Section("Score, dR and tR (Table 3)", ["", table3, ""]),
+        Section("Parameters (Table 4)", ["", table4, ""]),
+        budget_section(runs),
+        schedule_section(runs),
+        paper_section(env_id, list(runs)),
+        cost,
+    ]
+    report = Report(
+        out / "report.md", f"{env_id}: SAC_OFEXi comparison", intro, failed, [s for s in sections if s], pngs
+    )
+    report.path.write_text(report.markdown())
     (out / "report.json").write_text(
         json.dumps({"env": env_id, "ofe_baseline": baseline, "methods": numbers}, indent=1)
     )
-    return path
+    return report
 
 
 #: the paper's budget per task (section 5): 2M env steps for HalfCheetah, 1M elsewhere
@@ -735,16 +775,13 @@ def _task_block(
     task_dir: pathlib.Path, link: pathlib.Path, hyperparams_dir: str | None, smooth: int, heading: str = "##"
 ) -> list[str]:
     """One task folder's part of the results page: its scale, its report's tables, its figures."""
-    report_path = build_report(task_dir, hyperparams_dir, smooth)
+    report = make_report(task_dir, hyperparams_dir, smooth)
     runs = load_runs(task_dir, hyperparams_dir=hyperparams_dir)
     env_id = next(iter(runs.values()))[0]["env_id"]
     task = env_id.split("-")[0]
     paper_steps = PAPER_STEPS.get(task, 1_000_000)
-    text = report_path.read_text()
-    body = text.split("## Score", 1)[1] if "## Score" in text else ""
-    body, _, _ = body.partition("![")
-    body = body.replace("\n## ", f"\n{heading}# ")
-    pngs = [line for line in text.splitlines() if line.startswith("![")]
+    level = len(heading) + 1  # the report's sections, one level under the task's heading
+    body = "\n".join(line for section in report.sections for line in section.markdown(level)).rstrip()
     rel = link / task_dir.name
     first_run = next(iter(runs.values()))[0]
     title = env_id if task_dir.name == env_id else f"{env_id} ({task_dir.name})"
@@ -766,9 +803,9 @@ def _task_block(
         "|---|---|---|---|---|---|",
         *_scale_rows(runs),
         "",
-        f"{heading}# Score" + body.rstrip(),
+        body,
         "",
-        *[png.replace("](", f"]({rel}/") for png in pngs],
+        *[f"![{png}]({rel}/{png})" for png in report.figures],
         "",
     ]
 

@@ -120,7 +120,7 @@ def measure_speed(model: BaseAlgorithm) -> dict[str, Any]:
 def measure_run(run_dir: str | pathlib.Path, threads: int | None = 1) -> dict[str, Any]:
     """Load a finished run's ``model.zip`` and write ``speed.json`` beside its summary."""
     from sb3_ofexi.common.loading import resolve_env
-    from sb3_ofexi.experiments import METHODS
+    from sb3_ofexi.harness.registry import METHODS
 
     run_dir = pathlib.Path(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
