@@ -21,10 +21,12 @@ DEMO_OUT ?= runs/demo
 demo: venv
 	$(VENV)/bin/sb3-ofexi compare --env Pendulum-v1 --methods sac,ofe,prune-b --seeds 3 --jobs 2 --eval-episodes 5 --out $(DEMO_OUT)
 
-# ruff: lint and format (pyproject.toml); `ruff format .` and `ruff check --fix .` repair most of it
+# ruff: lint and format; mypy: the algorithm modules (both configured in pyproject.toml);
+# `ruff format .` and `ruff check --fix .` repair most of what ruff finds
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test: venv
 	$(PY) -m pytest -q tests

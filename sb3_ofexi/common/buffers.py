@@ -130,8 +130,8 @@ class DeviceReplayBuffer(ReplayBuffer):
         rewards = rows[:, col["rewards"]]
         if env is not None:  # VecNormalize's statistics live in numpy: the slow path
             obs, next_obs = (
-                self._to_device(env.normalize_obs(x.cpu().numpy()))
-                for x in (obs, next_obs)  # type: ignore[misc]
+                self._to_device(env.normalize_obs(x.cpu().numpy()))  # type: ignore[arg-type]
+                for x in (obs, next_obs)
             )
             rewards = self._to_device(env.normalize_reward(rewards.cpu().numpy()))  # type: ignore[arg-type]
         dones = rows[:, col["dones"]] * (1 - rows[:, col["timeouts"]])

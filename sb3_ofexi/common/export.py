@@ -35,6 +35,7 @@ SUFFIXES = (".onnx", ".pt")
 def _fold_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
     """Linear followed by BN in evaluation mode, as one Linear."""
     fused = copy.deepcopy(linear)
+    assert bn.running_var is not None and bn.running_mean is not None  # BN tracks statistics here
     scale = bn.weight / th.sqrt(bn.running_var + bn.eps)
     with th.no_grad():
         fused.weight.mul_(scale[:, None])
@@ -58,6 +59,9 @@ class DeployedPolicy(nn.Module):
     per-feature scale ``s_l = [theta_l, v_l * s_{l-1}]`` (eq. 10), so the scales go into
     the columns of the next Linear: a block is Linear (BN folded) -> SiLU -> concat.
     """
+
+    half_range: th.Tensor  # buffers of the action rescaling
+    center: th.Tensor
 
     def __init__(self, policy: Any) -> None:  # an OFEXi policy: its ofe (OFEXiNet) and actor
         super().__init__()
@@ -112,6 +116,9 @@ class SACDeployedPolicy(nn.Module):
     """``obs -> action`` of SB3's SAC actor (``latent_pi`` -> ``mu`` -> tanh -> SB3's rescaling),
     deterministic. A masked actor is exported as it is: its pruned weights are zeros in dense
     matrices, which is what unstructured pruning deploys without sparse kernels."""
+
+    half_range: th.Tensor
+    center: th.Tensor
 
     def __init__(self, model: BaseAlgorithm) -> None:
         super().__init__()
@@ -185,6 +192,7 @@ def export_policy(model: BaseAlgorithm, path: str | pathlib.Path, check: bool = 
                 dynamo=True,
                 verbose=False,
             )
+            assert program is not None  # torch returns None only for dynamo=False
             program.save(str(path))
         else:
             th.jit.save(th.jit.trace(deployed, example), str(path))

@@ -123,12 +123,12 @@ class WeightMasks(nn.Module):
             for (layer, mask), density in zip(layers, densities):
                 scores = layer.weight.abs() * mask  # a pruned weight never comes back
                 new_masks.append(_top_k_mask(scores, round(density * mask.numel())))
-        changed = []
+        changed: list[nn.Parameter] = []
         for (layer, mask), new in zip(layers, new_masks):
             new &= mask
             if not th.equal(new, mask):
                 mask.copy_(new)
-                changed.append(layer.weight)
+                changed.append(layer.weight)  # type: ignore[arg-type]  # a Parameter
             layer.weight.mul_(mask)
         return changed
 

@@ -9,6 +9,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
+from sb3_ofexi.common.modules import ModuleList
 from sb3_ofexi.common.surgery import Surgery, make_linear
 from sb3_ofexi.common.xi import XiGate
 
@@ -23,6 +24,11 @@ class XiDenseBlock(nn.Module):
 
     ``v`` is the learnable diagonal of V_l, initialised to 1.
     """
+
+    linear: nn.Linear
+    bn: nn.BatchNorm1d
+    gate: XiGate
+    v: nn.Parameter
 
     def __init__(self, in_features: int, units: int, use_xi: bool = True) -> None:
         super().__init__()
@@ -67,6 +73,8 @@ class XiDenseBlock(nn.Module):
 class XiDenseNet(nn.Module):
     """A DenseNet of :class:`XiDenseBlock`; output width = input + sum of units."""
 
+    blocks: ModuleList[XiDenseBlock]
+
     def __init__(self, in_features: int, units: list[int], use_xi: bool = True) -> None:
         super().__init__()
         blocks = []
@@ -74,7 +82,7 @@ class XiDenseNet(nn.Module):
         for n in units:
             blocks.append(XiDenseBlock(width, n, use_xi))
             width += n
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = ModuleList(blocks)
         self._in_features = in_features
 
     @property

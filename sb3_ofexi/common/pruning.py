@@ -50,7 +50,7 @@ class PruningCallback(BaseCallback):
                 self.n_prunes += 1
                 control.log_sizes()
                 if self.verbose >= 1:
-                    policy = self.model.policy
+                    policy: Any = self.model.policy
                     print(
                         f"[{self.num_timesteps}] pruned: units {policy.unit_counts()}, params {policy.param_counts()}"
                     )

@@ -28,7 +28,7 @@ import gc
 import shutil
 import types
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import torch as th
 
@@ -183,13 +183,13 @@ class StepRunner(Generic[Pieces]):
         self.pieces = self.eager_pieces
         if self.compiled:
             functions = (th.compile(_fresh(f), dynamic=False, options=COMPILE_OPTIONS) for f in self.eager_pieces)
-            self.pieces = type(self.eager_pieces)(*functions)
+            self.pieces = cast(Any, type(self.eager_pieces))(*functions)  # the same NamedTuple
         self.graphed, self.signature = graphed, signature
         self.builds += int(compiled)
 
     def run(
         self,
-        step: Callable[[dict[str, th.Tensor], bool], dict[str, th.Tensor]],
+        step: Callable[..., dict[str, th.Tensor]],
         batch: dict[str, th.Tensor],
         update_target: bool,
         target_in_graph: bool,

@@ -171,7 +171,7 @@ class ThetaController:
         """``callback`` plus a :class:`PruningCallback`, unless pruning is off or the user gave one."""
         if not self.config.use_xi or not self.config.prune_freq:
             return callback
-        callbacks = list(callback) if isinstance(callback, list) else ([] if callback is None else [callback])
+        callbacks: list[Any] = list(callback) if isinstance(callback, list) else [] if callback is None else [callback]
         if any(isinstance(c, PruningCallback) for c in callbacks):
             return callback
         callbacks = [c if isinstance(c, BaseCallback) else ConvertCallback(c) for c in callbacks]

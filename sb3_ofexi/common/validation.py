@@ -122,7 +122,7 @@ def check_policy_kwargs(policy: Any, policy_kwargs: dict[str, Any], aliases: dic
         raise ValueError(f"policy={policy!r}: accepted: {sorted(aliases)} or a {base.__name__} subclass")
     accepted = [
         name
-        for name in inspect.signature(policy_class.__init__).parameters
+        for name in inspect.signature(policy_class).parameters
         if name not in ("self", "observation_space", "action_space", "lr_schedule", "use_sde", "ofexi_algorithm")
     ]
     for key in policy_kwargs:

@@ -17,14 +17,14 @@ import torch as th
 import torch.nn.functional as F
 from stable_baselines3 import SAC
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, TrainFrequencyUnit
+from stable_baselines3.common.type_aliases import GymEnv, TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.utils import polyak_update
 
 from sb3_ofexi.common.complexity import count_params
 from sb3_ofexi.common.loading import SafeLoadMixin
 from sb3_ofexi.common.masks import check_fraction, check_int, check_mask_distribution, hand_to_policy, linear_layers
 from sb3_ofexi.common.schedule import env_steps, parse_schedule_point
-from sb3_ofexi.eaudesac.policies import EauDeSACPolicy, MlpPolicy
+from sb3_ofexi.eaudesac.policies import CriticPopulation, EauDeSACPolicy, MlpPolicy
 
 SelfEauDeSAC = TypeVar("SelfEauDeSAC", bound="EauDeSAC")
 
@@ -84,7 +84,9 @@ class EauDeSAC(SafeLoadMixin, SAC):
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": MlpPolicy}
-    policy: EauDeSACPolicy
+    policy: EauDeSACPolicy  # type: ignore[assignment]
+    critic: CriticPopulation  # type: ignore[assignment]
+    train_freq: TrainFreq  # type: ignore[assignment]  # SB3 converts it in _setup_model
 
     def __init__(
         self,
@@ -133,7 +135,7 @@ class EauDeSAC(SafeLoadMixin, SAC):
         self.selections = 0
         self._period_steps = 0
         self.sparsity_history: list[tuple[int, float]] = []  # (env step, target sparsity) at each selection
-        super().__init__(policy, env, *args, policy_kwargs=policy_kwargs, _init_setup_model=False, **kwargs)
+        super().__init__(policy, env, *args, policy_kwargs=policy_kwargs, _init_setup_model=False, **kwargs)  # type: ignore[misc]
         self._population_rng = np.random.default_rng(self.seed)
         if _init_setup_model:
             self._setup_model()
@@ -192,7 +194,7 @@ class EauDeSAC(SafeLoadMixin, SAC):
 
             if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
                 ent_coef = th.exp(self.log_ent_coef.detach())
-                ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+                ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()  # type: ignore[operator]  # a float at run time
                 ent_coef_losses.append(ent_coef_loss.item())
                 self.ent_coef_optimizer.zero_grad()
                 ent_coef_loss.backward()
@@ -210,7 +212,7 @@ class EauDeSAC(SafeLoadMixin, SAC):
             # every member regresses the same target: the TD loss is a distillation loss
             losses = th.stack(
                 [
-                    0.5 * sum(F.mse_loss(q, target_q) for q in member(replay_data.observations, replay_data.actions))
+                    0.5 * sum(F.mse_loss(q, target_q) for q in member(replay_data.observations, replay_data.actions))  # type: ignore[misc]
                     for member in members
                 ]
             )

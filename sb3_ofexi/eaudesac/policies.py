@@ -5,19 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 import torch as th
+from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from sb3_ofexi.common.masks import WeightMasks, check_mask_distribution, install_mask_hooks, linear_layers
+from sb3_ofexi.common.modules import ModuleList
 
 
 class CriticPopulation(nn.Module):
     """K online critics (each SB3's twin-Q ``ContinuousCritic``) trained side by side."""
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    members: ModuleList[ContinuousCritic]
+    optimizer: th.optim.Optimizer
+
+    def __init__(self, members: list[ContinuousCritic]) -> None:
         super().__init__()
-        self.members = nn.ModuleList(members)
+        self.members = ModuleList(members)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -58,14 +63,14 @@ class EauDeSACPolicy(SACPolicy):
 
     def _build(self, lr_schedule: Schedule) -> None:
         self.actor = self.make_actor()
-        self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        self.actor.optimizer = self.optimizer_class(self.actor.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
         members = [self.make_critic(features_extractor=None) for _ in range(self.population_size)]
         for member in members[1:]:  # the population starts as copies: one network, K sparsity levels
             member.load_state_dict(members[0].state_dict())
         self.critic = CriticPopulation(members)
         self.critic_target = self.make_critic(features_extractor=None)
         self.critic_target.load_state_dict(members[0].state_dict())
-        self.critic.optimizer = self.optimizer_class(
+        self.critic.optimizer = self.optimizer_class(  # type: ignore[call-arg]
             self.critic.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
         self.critic_target.set_training_mode(False)

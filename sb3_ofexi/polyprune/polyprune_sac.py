@@ -93,7 +93,7 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
         self.current_sparsity = 0.0
         self._last_mask_update = -1
         self._sparsities: dict[str, float] | None = None
-        super().__init__(policy, env, *args, policy_kwargs=policy_kwargs, _init_setup_model=False, **kwargs)
+        super().__init__(policy, env, *args, policy_kwargs=policy_kwargs, _init_setup_model=False, **kwargs)  # type: ignore[misc]
         if _init_setup_model:
             self._setup_model()
 
@@ -168,4 +168,4 @@ class PolyPruneSAC(SafeLoadMixin, SAC):
         if getattr(self, "_sparsities", None) is None:
             masks = self.policy.weight_masks
             self._sparsities = {group: masks.sparsity(group) for group in masks.groups}
-        return dict(self._sparsities)
+        return dict(self._sparsities or {})

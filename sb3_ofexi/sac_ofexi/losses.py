@@ -7,6 +7,8 @@ optimizer steps in Algorithm 1's order. ``nu`` is the nu C terms while the theta
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch as th
 import torch.nn.functional as F
 
@@ -57,11 +59,11 @@ def critic_loss(
         next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
         target_q_values = rewards + (1 - dones) * discounts * next_q_values
     current_q_values = policy.critic(z_oa)
-    td_loss = 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values)
+    td_loss = cast(th.Tensor, 0.5 * sum(F.mse_loss(current_q, target_q_values) for current_q in current_q_values))
     loss = td_loss
     if nu is not None and nu.nu_critic > 0:
         loss = loss + nu.critic(policy)  # OFE thetas as constants
-    return loss, td_loss.detach()  # type: ignore[union-attr]
+    return loss, td_loss.detach()
 
 
 def actor_loss(

@@ -24,6 +24,7 @@ from sb3_ofexi.common.complexity import (  # noqa: F401 (re-exported)
     theta_norm,
 )
 from sb3_ofexi.common.loading import check_builder
+from sb3_ofexi.common.modules import ModuleList
 from sb3_ofexi.common.ofenet import OFEXiNet, XiDenseBlock
 from sb3_ofexi.common.surgery import Surgery, make_linear
 from sb3_ofexi.common.theta_control import layer_gates
@@ -39,10 +40,10 @@ def l2_weights(module: nn.Module) -> list[nn.Parameter]:
 
     Biases, BatchNorm affine parameters and thetas are not regularised.
     """
-    tensors = []
+    tensors: list[nn.Parameter] = []
     for m in module.modules():
         if isinstance(m, nn.Linear):
-            tensors.append(m.weight)
+            tensors.append(m.weight)  # type: ignore[arg-type]  # a Parameter (torch types it Tensor)
         elif isinstance(m, XiDenseBlock):
             tensors.append(m.v)
     return tensors
@@ -50,6 +51,10 @@ def l2_weights(module: nn.Module) -> list[nn.Parameter]:
 
 class XiMlp(nn.Module):
     """An MLP whose hidden units are gated: ``h_l = xi_l * act(W_l h_{l-1} + b_l)``; linear output."""
+
+    hidden: ModuleList[nn.Linear]
+    gates: ModuleList[XiGate]
+    out: nn.Linear
 
     def __init__(
         self,
@@ -61,8 +66,8 @@ class XiMlp(nn.Module):
     ) -> None:
         super().__init__()
         widths = [in_features, *hidden]
-        self.hidden = nn.ModuleList(make_linear(w_in, w_out) for w_in, w_out in zip(widths[:-1], widths[1:]))
-        self.gates = nn.ModuleList(XiGate(n, active=use_xi) for n in hidden)
+        self.hidden = ModuleList(make_linear(w_in, w_out) for w_in, w_out in zip(widths[:-1], widths[1:]))
+        self.gates = ModuleList(XiGate(n, active=use_xi) for n in hidden)
         self.activation = activation_fn()
         self.out = make_linear(widths[-1], out_features)
 
@@ -212,9 +217,11 @@ class XiActor(nn.Module):
 class XiCritic(nn.Module):
     """n_critics Q-networks on z_oa, each an XiMlp with its own gates (and widths after pruning)."""
 
+    q_networks: ModuleList[XiMlp]
+
     def __init__(self, z_oa_dim: int, net_arch: list[list[int]], activation_fn: type[nn.Module], use_xi: bool) -> None:
         super().__init__()
-        self.q_networks = nn.ModuleList(XiMlp(z_oa_dim, arch, 1, activation_fn, use_xi) for arch in net_arch)
+        self.q_networks = ModuleList(XiMlp(z_oa_dim, arch, 1, activation_fn, use_xi) for arch in net_arch)
         self.optimizer: th.optim.Optimizer
 
     @property
@@ -225,7 +232,8 @@ class XiCritic(nn.Module):
         return tuple(q_net(z_oa) for q_net in self.q_networks)
 
 
-def _critic_arch(qf: list[int] | list[list[int]], n_critics: int) -> list[list[int]]:
+def _critic_arch(qf: list[Any], n_critics: int) -> list[list[int]]:
+    """One list of widths per critic, from one list for all or one list per critic."""
     if len(qf) > 0 and all(isinstance(a, (list, tuple)) for a in qf):
         if len(qf) != n_critics:
             raise ValueError(f"net_arch['qf'] gives {len(qf)} per-critic lists but n_critics={n_critics}")
@@ -298,7 +306,9 @@ class SACOFEXiPolicy(BasePolicy):
         self.activation_fn = activation_fn
         self.n_critics = n_critics
         self.use_sde = use_sde
-        self.sde_kwargs = dict(log_std_init=log_std_init, full_std=full_std, use_expln=use_expln, clip_mean=clip_mean)
+        self.sde_kwargs: dict[str, Any] = dict(
+            log_std_init=log_std_init, full_std=full_std, use_expln=use_expln, clip_mean=clip_mean
+        )
         #: theta phase whose requires_grad / gate flags these modules carry (flags are not
         #: saved, so a freshly built or loaded policy starts at None and gets them applied)
         self.xi_phase_applied: str | None = None
@@ -387,7 +397,7 @@ class SACOFEXiPolicy(BasePolicy):
         CombinedExtractor does with flat entries). f_pred predicts this vector for the next step."""
         processed = preprocess_obs(obs, self.observation_space, self.normalize_images)  # type: ignore[arg-type]
         if isinstance(processed, dict):
-            return th.cat([processed[key].float().flatten(1) for key in self.observation_space.spaces], dim=1)  # type: ignore[union-attr]
+            return th.cat([processed[key].float().flatten(1) for key in self.observation_space.spaces], dim=1)  # type: ignore[attr-defined]
         return processed.float()
 
     def features_o(self, obs: PyTorchObs) -> th.Tensor:

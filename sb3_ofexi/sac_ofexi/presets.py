@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 # Sizes: OFE = 32 units per block, SAC 256x2; OFE-Big and every Prune-* start at 128 / 512x2.
-_SMALL = {"ofe_units": 32, "net_arch": [256, 256]}
-_BIG = {"ofe_units": 128, "net_arch": [512, 512]}
-_NO_REG = {"nu_ofe": 0.0, "nu_actor": 0.0, "nu_critic": 0.0, "lambda_ofe": 0.0, "lambda_rl": 0.0}
+_SMALL: dict[str, Any] = {"ofe_units": 32, "net_arch": [256, 256]}
+_BIG: dict[str, Any] = {"ofe_units": 128, "net_arch": [512, 512]}
+_NO_REG: dict[str, Any] = {"nu_ofe": 0.0, "nu_actor": 0.0, "nu_critic": 0.0, "lambda_ofe": 0.0, "lambda_rl": 0.0}
 # How nu*C becomes a theta-gradient and how L_pred is scaled: chosen by the calibration in
 # docs/CALIBRATION.md (python -m benchmarks.calibrate_ofe), the same for every preset so
 # that the OFE baselines train OFENet on the same loss as the pruning presets.
 # nu_rl_reference: Table 2's nu_pi / nu_q weighed against the OFENet code's SAC losses, as in the
 # paper (docs/CALIBRATION.md, "The RL side").
-_FIDELITY = {"regulariser": "paper", "pred_loss": "sum", "nu_rl_reference": "ofenet"}
+_FIDELITY: dict[str, Any] = {"regulariser": "paper", "pred_loss": "sum", "nu_rl_reference": "ofenet"}
 
 PRESETS: dict[str, dict[str, Any]] = {
     name: {**_FIDELITY, **config}

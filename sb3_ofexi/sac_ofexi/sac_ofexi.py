@@ -23,7 +23,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 from sb3_ofexi.common.buffers import DeviceReplayBuffer
 from sb3_ofexi.common.compat import upgrade_legacy_model
 from sb3_ofexi.common.config import OFEXiConfig
-from sb3_ofexi.common.export import DeployedPolicy, export_policy
+from sb3_ofexi.common.export import export_policy
 from sb3_ofexi.common.loading import SafeLoadMixin, building_policy
 from sb3_ofexi.common.step import (
     StepRunner,
@@ -111,7 +111,7 @@ class SAC_OFEXi(FiniteDataMixin, SafeLoadMixin, SAC):  # noqa: N801 (the paper's
         "MlpPolicy": MlpPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
-    policy: SACOFEXiPolicy
+    policy: SACOFEXiPolicy  # type: ignore[assignment]  # SB3 types it SACPolicy
 
     def __init__(
         self,
@@ -190,7 +190,9 @@ class SAC_OFEXi(FiniteDataMixin, SafeLoadMixin, SAC):  # noqa: N801 (the paper's
         self.step_runner = StepRunner(StepPieces(), self._optimizers(), self.device)
         self.target_update = TargetUpdate(self.critic, self.critic_target)
         #: each network's thetas, projected after its update while they learn
-        self._thetas = {name: [g.theta for g in xi_gates(m)] for name, m in self._networks().items()}
+        self._thetas: dict[str, list[th.Tensor]] = {
+            name: [g.theta for g in xi_gates(m)] for name, m in self._networks().items()
+        }
         self.theta_control.attach(self)
 
     def _create_aliases(self) -> None:
@@ -255,7 +257,7 @@ class SAC_OFEXi(FiniteDataMixin, SafeLoadMixin, SAC):  # noqa: N801 (the paper's
         """Remove every unit with theta < theta_tol now; ``True`` if any was removed."""
         return self.theta_control.prune()
 
-    def export_policy(self, path: str | pathlib.Path, check: bool = True) -> DeployedPolicy:
+    def export_policy(self, path: str | pathlib.Path, check: bool = True) -> th.nn.Module:
         """Export phi_o + actor (deterministic, SB3's action rescaling included) to ``.onnx`` or
         ``.pt``; checked to reproduce ``predict(obs, deterministic=True)`` unless ``check=False``."""
         return export_policy(self, path, check=check)
