@@ -14,11 +14,9 @@ multiplied by its mask after every optimizer step (a guarantee that costs one mu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import torch as th
 from torch import nn
 
@@ -205,34 +203,3 @@ def check_mask_distribution(value: Any) -> str:
     if value not in DISTRIBUTIONS:
         raise ValueError(f"mask_distribution={value!r}: accepted: {', '.join(DISTRIBUTIONS)}")
     return value
-
-
-def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0, high_open: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and low <= value and (value < high if high_open else value <= high)
-    if not ok:
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"{name}={value!r}: accepted: a number in [{low}, {high}{bracket}")
-
-
-def hand_to_policy(policy_kwargs: dict[str, Any] | None, algo: str, **values: Any) -> dict[str, Any]:
-    """``policy_kwargs`` with the algorithm's policy-level arguments added; a ValueError when the
-    user also set one of them in ``policy_kwargs`` to another value."""
-    policy_kwargs = dict(policy_kwargs or {})
-    for key, value in values.items():
-        if key in policy_kwargs and policy_kwargs[key] != value:
-            raise ValueError(
-                f"policy_kwargs[{key!r}]={policy_kwargs[key]!r} disagrees with {key}={value!r}: "
-                f"pass it as {algo}'s argument only"
-            )
-        policy_kwargs[key] = value
-    return policy_kwargs
-
-
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    """An int in ``[low, high]`` (no bool), or a ValueError saying so."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
-    ok = ok and (high is None or value <= high)
-    if not ok:
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name}={value!r}: accepted: an int {bound}")

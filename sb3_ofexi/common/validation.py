@@ -4,6 +4,7 @@ the environment (a ValueError that names the problem and what is accepted)."""
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import numpy as np
@@ -130,3 +131,35 @@ def check_policy_kwargs(policy: Any, policy_kwargs: dict[str, Any], aliases: dic
             continue
         why = REFUSED_POLICY_KWARGS.get(key, f"not an argument of {policy_class.__name__}")
         raise ValueError(f"policy_kwargs[{key!r}] is not supported: {why}. Accepted keys: {', '.join(accepted)}")
+
+
+def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0, high_open: bool = True) -> None:
+    """A finite number in ``[low, high)`` (``[low, high]`` unless ``high_open``), or a ValueError saying so."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        bracket = ")" if high_open else "]"
+        raise ValueError(f"{name}={value!r}: accepted: a number in [{low}, {high}{bracket}")
+
+
+def hand_to_policy(policy_kwargs: dict[str, Any] | None, algo: str, **values: Any) -> dict[str, Any]:
+    """``policy_kwargs`` with the algorithm's policy-level arguments added; a ValueError when the
+    user also set one of them in ``policy_kwargs`` to another value."""
+    policy_kwargs = dict(policy_kwargs or {})
+    for key, value in values.items():
+        if key in policy_kwargs and policy_kwargs[key] != value:
+            raise ValueError(
+                f"policy_kwargs[{key!r}]={policy_kwargs[key]!r} disagrees with {key}={value!r}: "
+                f"pass it as {algo}'s argument only"
+            )
+        policy_kwargs[key] = value
+    return policy_kwargs
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """An int in ``[low, high]`` (no bool), or a ValueError saying so."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name}={value!r}: accepted: an int {bound}")

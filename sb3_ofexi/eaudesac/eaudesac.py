@@ -22,8 +22,9 @@ from stable_baselines3.common.utils import polyak_update
 
 from sb3_ofexi.common.complexity import count_params
 from sb3_ofexi.common.loading import SafeLoadMixin
-from sb3_ofexi.common.masks import check_fraction, check_int, check_mask_distribution, hand_to_policy, linear_layers
+from sb3_ofexi.common.masks import check_mask_distribution, linear_layers
 from sb3_ofexi.common.schedule import env_steps, parse_schedule_point
+from sb3_ofexi.common.validation import check_fraction, check_int, hand_to_policy
 from sb3_ofexi.eaudesac.policies import CriticPopulation, EauDeSACPolicy, MlpPolicy
 
 SelfEauDeSAC = TypeVar("SelfEauDeSAC", bound="EauDeSAC")

@@ -16,15 +16,9 @@ from stable_baselines3.common.type_aliases import GymEnv
 
 from sb3_ofexi.common.complexity import count_params
 from sb3_ofexi.common.loading import SafeLoadMixin
-from sb3_ofexi.common.masks import (
-    check_fraction,
-    check_int,
-    check_mask_distribution,
-    cubic_sparsity,
-    hand_to_policy,
-    zero_adam_moments_,
-)
+from sb3_ofexi.common.masks import check_mask_distribution, cubic_sparsity, zero_adam_moments_
 from sb3_ofexi.common.schedule import env_steps, parse_schedule_point
+from sb3_ofexi.common.validation import check_fraction, check_int, hand_to_policy
 from sb3_ofexi.polyprune.policies import MlpPolicy, PolyPruneSACPolicy
 
 SelfPolyPruneSAC = TypeVar("SelfPolyPruneSAC", bound="PolyPruneSAC")
