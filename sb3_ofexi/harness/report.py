@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from sb3_ofexi.common.diagnostics import network_of
+from sb3_ofexi.common.schedule import env_steps, parse_schedule_point
 from sb3_ofexi.harness.measure import run_speed
 from sb3_ofexi.harness.registry import METHODS
 from sb3_ofexi.harness.runs import (
@@ -288,8 +289,7 @@ def _schedule_from_settings(summary: dict[str, Any]) -> dict[str, Any]:
     if any(key in hyperparams for key in ("train_freq", "gradient_steps")):
         return {}
     timesteps, starts = int(summary["timesteps"]), int(hyperparams.get("learning_starts", 100))
-    start = hyperparams.get("xi_start", 0.2)
-    start = start * timesteps if isinstance(start, float) else float(start)
+    start = env_steps(parse_schedule_point(hyperparams.get("xi_start", 0.2), "xi_start"), timesteps)
     end = rounding_step(summary)
     record: dict[str, Any] = {
         "ofe_pretrain_updates": hyperparams.get("ofe_pretrain_steps") or min(10_000, int(0.01 * timesteps))

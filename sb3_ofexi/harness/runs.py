@@ -26,6 +26,7 @@ from torch import nn
 from sb3_ofexi.common.complexity import count_params, mlp_param_count
 from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
 from sb3_ofexi.common.pruning import PruningCallback
+from sb3_ofexi.common.schedule import env_steps, parse_schedule_point
 from sb3_ofexi.common.xi import xi_gates
 from sb3_ofexi.harness.checkpoint import (
     RunCheckpoint,
@@ -398,12 +399,13 @@ def rounding_step(summary: dict[str, Any]) -> float | None:
         return float(record["rounded_from_step"])
     if not uses_gates(summary):
         return None
-    point = (summary.get("hyperparams") or {}).get("xi_round", 0.8)  # SAC_OFEXi's default
-    if isinstance(point, bool) or not isinstance(point, (int, float)):
+    try:  # SAC_OFEXi's default, 0.8; an int is env steps, a float a fraction of the run
+        point = parse_schedule_point((summary.get("hyperparams") or {}).get("xi_round", 0.8), "xi_round")
+    except ValueError:
         return None
-    if isinstance(point, float):  # a fraction of the run (1.0: never rounded)
-        return None if point >= 1.0 else point * summary["timesteps"]
-    return float(point)
+    if isinstance(point, float) and point >= 1.0:  # never rounded
+        return None
+    return env_steps(point, summary["timesteps"])
 
 
 def uses_gates(summary: dict[str, Any]) -> bool:
@@ -426,12 +428,12 @@ def score_window_start(summary: dict[str, Any], hyperparams_dir: str | None = No
         entry = load_hyperparams("prune-b", summary["env_id"], hyperparams_dir)
     except ValueError:
         entry = {}
-    point = entry.get("xi_round", 1.0 - SCORE_WINDOW)
-    if isinstance(point, int) and not isinstance(point, bool):  # env steps of the entry's budget
+    point = parse_schedule_point(entry.get("xi_round", 1.0 - SCORE_WINDOW), "xi_round")
+    if isinstance(point, int):  # env steps of the entry's budget, moved to this run's
         starts, n_timesteps = int(entry.get("learning_starts", 100)), int(entry.get("n_timesteps") or timesteps)
         start = float(schedule_point(point, starts, n_timesteps, timesteps))
     else:
-        start = float(point) * timesteps
+        start = env_steps(point, timesteps)
     own = rounding_step(summary)
     return max(start, own) if own is not None else start
 

@@ -1,0 +1,165 @@
+"""What an OFEXi algorithm refuses, and how it says so: spaces, policy arguments, and NaN/inf from
+the environment (a ValueError that names the problem and what is accepted)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+
+#: entries of a dict observation that phi_o can read once flattened
+FLAT_ENTRY_SPACES = (spaces.Box, spaces.MultiBinary)
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    """SAC_OFEXi needs a flat observation (phi_o is a DenseNet over a vector): a 1-D Box, or a
+    Dict of Box / MultiBinary entries (flattened and concatenated in the Dict's key order, as
+    SB3's CombinedExtractor does for flat entries); and a Box action space."""
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"SAC_OFEXi needs a continuous action space: got {action_space!r}; accepted: gymnasium.spaces.Box"
+        )
+    if isinstance(observation_space, spaces.Dict):
+        for key, entry in observation_space.spaces.items():
+            image = isinstance(entry, spaces.Box) and len(entry.shape) == 3
+            if not isinstance(entry, FLAT_ENTRY_SPACES) or image:
+                raise ValueError(
+                    f"SAC_OFEXi reads dict observations whose entries are flat: entry {key!r} is {entry!r}; "
+                    "accepted: Box (1-D, or any shape that is not an image) and MultiBinary entries"
+                )
+        return
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(
+            f"SAC_OFEXi needs a flat observation vector: got {observation_space!r}; accepted: a 1-D "
+            "gymnasium.spaces.Box or a Dict of Box / MultiBinary entries (wrap image observations, e.g. "
+            "with a feature-extracting wrapper or gymnasium's FlattenObservation)"
+        )
+
+
+def check_finite(name: str, value: np.ndarray | dict[str, np.ndarray], step: int) -> None:
+    """Raise on NaN/inf coming from the environment, while the data is still in numpy."""
+    if isinstance(value, dict):  # dict observations: each entry
+        for key, entry in value.items():
+            check_finite(f"{name} entry {key!r}", entry, step)
+        return
+    value = np.asarray(value)
+    if value.dtype.kind in "fc" and not np.isfinite(value).all():
+        bad = np.argwhere(~np.isfinite(value))
+        kinds = "NaN" if np.isnan(value).any() else "inf"
+        if np.isnan(value).any() and np.isinf(value).any():
+            kinds = "NaN and inf"
+        raise ValueError(
+            f"The environment returned {kinds} in the {name} at env step {step} "
+            f"(index [env, entry...] of the first bad values: {bad[:5].tolist()}); "
+            "SAC_OFEXi refuses it before it reaches the networks. Check the environment or its wrappers."
+        )
+
+
+class FiniteDataMixin:
+    """Refuse NaN/inf from the environment before it reaches the networks (an off-policy
+    algorithm's ``_sample_action`` and ``_store_transition``, as SB3 names them)."""
+
+    num_timesteps: int
+    _last_obs: Any
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        check_finite("observation", self._last_obs, self.num_timesteps)  # type: ignore[arg-type]
+        return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        check_finite("observation", new_obs, self.num_timesteps)  # type: ignore[arg-type]
+        check_finite("reward", reward, self.num_timesteps)
+        for i, info in enumerate(infos):
+            if dones[i] and info.get("terminal_observation") is not None:
+                check_finite("terminal observation", info["terminal_observation"], self.num_timesteps)
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
+
+
+#: policy_kwargs of SB3's SAC policy that SAC_OFEXi refuses, and why
+REFUSED_POLICY_KWARGS = {
+    "features_extractor_class": "OFEXiNet's phi_o is the feature extractor: it reads the flattened observation and "
+    "f_pred predicts the next one, so a second, unpruned extractor in front would change what OFENet learns "
+    "(preprocess observations with a gymnasium wrapper instead)",
+    "features_extractor_kwargs": "see features_extractor_class",
+    "share_features_extractor": "OFEXiNet is always shared by the actor and the critics (by design)",
+    "use_sde": "it is SAC_OFEXi's argument: pass use_sde=True to SAC_OFEXi, as to SB3's SAC",
+}
+#: policy aliases SB3's SAC knows that SAC_OFEXi does not, and why
+REFUSED_POLICIES = {
+    "CnnPolicy": "image observations: phi_o is a DenseNet over a flat vector (flatten, or extract features "
+    "with a wrapper, first)",
+}
+
+
+def check_policy_kwargs(policy: Any, policy_kwargs: dict[str, Any], aliases: dict[str, type], base: type) -> None:
+    """A ValueError naming a policy or policy_kwargs key SAC_OFEXi does not take, why, and what it
+    accepts (instead of a TypeError from inside SB3's constructor)."""
+    if isinstance(policy, str):
+        if policy in REFUSED_POLICIES:
+            raise ValueError(
+                f"policy={policy!r} is not supported: {REFUSED_POLICIES[policy]}; accepted: {sorted(aliases)}"
+            )
+        if policy not in aliases:
+            raise ValueError(f"policy={policy!r}: accepted: {sorted(aliases)} or a {base.__name__} subclass")
+        policy_class = aliases[policy]
+    elif isinstance(policy, type) and issubclass(policy, base):
+        policy_class = policy
+    else:
+        raise ValueError(f"policy={policy!r}: accepted: {sorted(aliases)} or a {base.__name__} subclass")
+    accepted = [
+        name
+        for name in inspect.signature(policy_class).parameters
+        if name not in ("self", "observation_space", "action_space", "lr_schedule", "use_sde", "ofexi_algorithm")
+    ]
+    for key in policy_kwargs:
+        if key in accepted:
+            continue
+        why = REFUSED_POLICY_KWARGS.get(key, f"not an argument of {policy_class.__name__}")
+        raise ValueError(f"policy_kwargs[{key!r}] is not supported: {why}. Accepted keys: {', '.join(accepted)}")
+
+
+def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0, high_open: bool = True) -> None:
+    """A finite number in ``[low, high)`` (``[low, high]`` unless ``high_open``), or a ValueError saying so."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        bracket = ")" if high_open else "]"
+        raise ValueError(f"{name}={value!r}: accepted: a number in [{low}, {high}{bracket}")
+
+
+def hand_to_policy(policy_kwargs: dict[str, Any] | None, algo: str, **values: Any) -> dict[str, Any]:
+    """``policy_kwargs`` with the algorithm's policy-level arguments added; a ValueError when the
+    user also set one of them in ``policy_kwargs`` to another value."""
+    policy_kwargs = dict(policy_kwargs or {})
+    for key, value in values.items():
+        if key in policy_kwargs and policy_kwargs[key] != value:
+            raise ValueError(
+                f"policy_kwargs[{key!r}]={policy_kwargs[key]!r} disagrees with {key}={value!r}: "
+                f"pass it as {algo}'s argument only"
+            )
+        policy_kwargs[key] = value
+    return policy_kwargs
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """An int in ``[low, high]`` (no bool), or a ValueError saying so."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name}={value!r}: accepted: an int {bound}")
