@@ -2,7 +2,7 @@
 
 While the thetas learn, the nu of the networks a budget constrains act as Lagrange
 multipliers: each is its preset value times a multiplier ``m`` that dual ascent adapts on
-the gap between the expected size (:meth:`~sb3_ofexi.sac_ofexi.policies.SACOFEXiPolicy.expected_param_counts`,
+the gap between the expected size (:meth:`~sb3_ofexi.common.policies.OFEXiPolicy.expected_param_counts`,
 the parameter count with every width replaced by ``||theta_l||_1``) and a target path::
 
     m <- clip(m * exp(eta * steps * (expected - target) / target), M_MIN, M_MAX)
