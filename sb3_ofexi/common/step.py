@@ -156,11 +156,12 @@ class StepRunner(Generic[Pieces]):
         *,
         use_sde: bool,
         shapes_may_change: bool,
-        steps_left: int,
-        train_params: int,
+        steps_left: Callable[[], int],
+        train_params: Callable[[], int],
     ) -> None:
         """Build the pieces for ``signature`` (the setting, theta phase, device, shape version)
-        unless they are built already; compiled or eager as :func:`use_compiled_step` decides.
+        unless they are built already; compiled or eager as :func:`use_compiled_step` decides
+        (``steps_left`` and ``train_params`` are asked only then: train() calls this every time).
 
         ``signature`` must cover every module state a piece reads: module guards are dropped, and
         the pieces are called with fixed training modes.
@@ -169,7 +170,7 @@ class StepRunner(Generic[Pieces]):
         if self.signature == signature:
             return
         compiled = not use_sde and use_compiled_step(  # gSDE's noise is state outside a graph
-            setting, self.device, shapes_may_change, steps_left=steps_left, train_params=train_params
+            setting, self.device, shapes_may_change, steps_left=steps_left(), train_params=train_params()
         )
         # on CUDA the whole eager step is captured as one CUDA graph instead (GraphedStep)
         graphed = compiled and self.device.type == "cuda"

@@ -313,8 +313,8 @@ class SAC_OFEXi(FiniteDataMixin, SafeLoadMixin, SAC):  # noqa: N801 (the paper's
             (control.phase, self.device, self.policy.shape_version),
             use_sde=self.use_sde,
             shapes_may_change=control.learning,
-            steps_left=control.steps_in_phase(),
-            train_params=self.param_counts()["train"],
+            steps_left=control.steps_in_phase,
+            train_params=lambda: self.param_counts()["train"],
         )
         if not self._ofe_pretrained:  # OFENet alone before the first RL update
             pretrain = self.config.ofe_pretrain_steps
