@@ -34,7 +34,7 @@ def upgrade_legacy_model(model: Any) -> bool:
     """Move a 0.1.x model's setting and state attributes into ``model.config`` and
     ``model.theta_control``; ``False`` (nothing done) for a model saved by this version."""
     saved = model.__dict__
-    if "nu_ofe" not in saved:  # an attribute of every 0.1.x file, of no file since
+    if "nu_ofe" not in saved or "_xi_rounded" not in saved:  # attributes of every 0.1.x file, of no file since
         return False
     fields = {f.name for f in dataclasses.fields(OFEXiConfig)}
     settings = {key: saved.pop(key) for key in list(saved) if key in fields}
