@@ -3,14 +3,15 @@
 import json
 import pathlib
 
+import gymnasium as gym
 import pytest
 import yaml
 
 from sb3_ofexi import SAC_OFEXi
 from sb3_ofexi.harness.cli import main as cli_main
-from sb3_ofexi.harness.registry import METHODS
+from sb3_ofexi.harness.registry import ALGOS, METHODS, is_ofexi
 from sb3_ofexi.harness.report import PNG_CURVES, PNG_THETA, PNG_UNITS
-from sb3_ofexi.harness.runs import load_hyperparams
+from sb3_ofexi.harness.runs import action_noise, load_hyperparams
 from sb3_ofexi.harness.zoo import main as zoo_main
 
 HYPERPARAMS = pathlib.Path(__file__).resolve().parents[1] / "hyperparams"
@@ -62,9 +63,12 @@ def test_every_yaml_entry_builds_a_model(path):
         hyperparams = load_hyperparams(method, env_id, HYPERPARAMS)
         assert hyperparams.pop("n_timesteps") > 0
         hyperparams["buffer_size"] = 10  # building, not training
-        model = algo(env=env_id, device="cpu", **hyperparams)
-        if isinstance(model, SAC_OFEXi):
-            assert model.config.preset == method or (method == "budget" and model.config.preset == "prune-b")
+        env = gym.make(env_id)
+        hyperparams = action_noise(hyperparams, env.action_space.shape[0])  # TD3's noise_type / noise_std
+        model = algo(env=env, device="cpu", **hyperparams)
+        if is_ofexi(model):
+            preset = method.removeprefix("td3-").removeprefix("tqc-")
+            assert model.config.preset == preset or (method == "budget" and model.config.preset == "prune-b")
             assert (model.config.deploy_budget is not None) == (method == "budget")
             assert len(model.unit_counts()["phi_o"]) == PAPER_LAYERS.get(env_id, 4)
 
@@ -127,6 +131,29 @@ def test_rl_zoo3_train_and_enjoy(tmp_path, monkeypatch):
             )
             == 0
         )
+
+
+@pytest.mark.parametrize("algo", ["td3_ofexi", "tqc_ofexi"])
+def test_rl_zoo3_trains_td3_and_tqc_ofexi(algo, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--algo", algo, "-conf", f"{algo}_prune_b", "--env", "Pendulum-v1", "-n", "300", "-f", "logs"]
+    args += ["--seed", "0", "--eval-freq", "-1", "-params", "learning_starts:100", "ofe_pretrain_steps:10"]
+    args += ["xi_start:0.5", "policy_kwargs:dict(net_arch=[16, 16])"]
+    assert zoo_main([*args, "--device", "cpu"]) == 0
+    saved = tmp_path / "logs" / algo / "Pendulum-v1_1" / "Pendulum-v1.zip"
+    loaded = ALGOS[algo].load(saved)
+    assert loaded.config.preset == "prune-b" and loaded.xi_phase == "rounded"
+
+
+def test_the_generated_yaml_files_are_up_to_date():
+    """hyperparams/td3*.yml, tqc*.yml, crossq.yml are what scripts/make_hyperparams.py writes from
+    rl-zoo3's files and the SAC_OFEXi entries (rerun it after editing either)."""
+    import subprocess
+    import sys
+
+    script = HYPERPARAMS.parent / "scripts" / "make_hyperparams.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_zoo_usage_error():

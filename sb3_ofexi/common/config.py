@@ -1,7 +1,7 @@
 """OFEXi's settings as one frozen record: built once from a preset and keyword overrides,
 validated there, saved with the model (SPEC section 8).
 
-Every OFEXi algorithm (SAC_OFEXi; the same fields serve any off-policy actor-critic) reads its
+Every OFEXi algorithm (SAC_OFEXi, TD3_OFEXi, TQC_OFEXi) reads its
 settings from an :class:`OFEXiConfig`; nothing else parses them. Files saved before the record
 existed are read by :mod:`sb3_ofexi.common.compat`.
 """
@@ -30,6 +30,25 @@ OFENET_REWARD_SCALE = 5.0
 NU_RL_FACTORS: dict[str, dict[str, float]] = {
     "ofenet": {"actor": 1.0 / OFENET_REWARD_SCALE, "critic": 1.0 / (2.0 * OFENET_REWARD_SCALE**2)},
     "sb3": {"actor": 1.0, "critic": 1.0},
+}
+#: The same weighing for each family of RL losses an OFEXi algorithm trains with (``rl_losses``):
+#:
+#: * ``"sac"``: :data:`NU_RL_FACTORS`.
+#: * ``"td3"``: the OFENet code's TD3 is SB3's: no reward scale (the OFENet code scales rewards for
+#:   SAC only), each critic's MSE without 1/2 summed, actor loss ``-E[Q_1]``; so ``"ofenet"`` is
+#:   Table 2's nu as given.
+#: * ``"tqc"``: the OFENet code has no TQC; ``"ofenet"`` carries its SAC conventions over. The actor
+#:   loss is SAC's form (factor 1/s as for SAC); sb3-contrib's critic loss is the quantile Huber
+#:   loss averaged over both critics, where the OFENet code sums its critics' losses (x 2 at TQC's
+#:   default 2 critics) and a Huber loss in its linear regime (TD errors above 1) grows by s, not
+#:   s^2, with rewards scaled by s: factor 1 / (2 s). docs/CALIBRATION.md ("Beyond SAC").
+NU_RL_FACTORS_BY_LOSSES: dict[str, dict[str, dict[str, float]]] = {
+    "sac": NU_RL_FACTORS,
+    "td3": {"ofenet": {"actor": 1.0, "critic": 1.0}, "sb3": {"actor": 1.0, "critic": 1.0}},
+    "tqc": {
+        "ofenet": {"actor": 1.0 / OFENET_REWARD_SCALE, "critic": 1.0 / (2.0 * OFENET_REWARD_SCALE)},
+        "sb3": {"actor": 1.0, "critic": 1.0},
+    },
 }
 
 
@@ -64,6 +83,8 @@ class OFEXiConfig:
     deploy_budget: int | float | None = None
     train_budget: int | float | None = None
     budget_rate: float = 10.0
+    #: the RL losses nu_actor / nu_critic meet (:data:`NU_RL_FACTORS_BY_LOSSES`): set by the algorithm
+    rl_losses: str = "sac"
 
     @classmethod
     def build(cls, preset: str | None, table: dict[str, Any], ofe_layers: int = 6, **given: Any) -> OFEXiConfig:
@@ -85,6 +106,7 @@ class OFEXiConfig:
             ("regulariser", REGULARISERS),
             ("pred_loss", PRED_LOSSES),
             ("nu_rl_reference", tuple(NU_RL_FACTORS)),
+            ("rl_losses", tuple(NU_RL_FACTORS_BY_LOSSES)),
         ):
             if getattr(self, key) not in accepted:
                 raise ValueError(f"{key}={getattr(self, key)!r} is invalid: accepted: {', '.join(map(repr, accepted))}")
@@ -158,7 +180,7 @@ class OFEXiConfig:
 
     def rl_nu(self, network: str) -> float:
         """``nu_actor`` or ``nu_critic`` weighed against SB3's losses (``nu_rl_reference``)."""
-        return getattr(self, f"nu_{network}") * NU_RL_FACTORS[self.nu_rl_reference][network]
+        return getattr(self, f"nu_{network}") * NU_RL_FACTORS_BY_LOSSES[self.rl_losses][self.nu_rl_reference][network]
 
 
 def _number(value: Any) -> bool:

@@ -123,13 +123,21 @@ class XiMlp(nn.Module):
 
 
 class XiCritic(nn.Module):
-    """n_critics Q-networks on z_oa, each an XiMlp with its own gates (and widths after pruning)."""
+    """n_critics Q-networks on z_oa, each an XiMlp with its own gates (and widths after pruning);
+    ``out_features`` values per network (1: a Q-value; TQC: its quantiles)."""
 
     q_networks: ModuleList[XiMlp]
 
-    def __init__(self, z_oa_dim: int, net_arch: list[list[int]], activation_fn: type[nn.Module], use_xi: bool) -> None:
+    def __init__(
+        self,
+        z_oa_dim: int,
+        net_arch: list[list[int]],
+        activation_fn: type[nn.Module],
+        use_xi: bool,
+        out_features: int = 1,
+    ) -> None:
         super().__init__()
-        self.q_networks = ModuleList(XiMlp(z_oa_dim, arch, 1, activation_fn, use_xi) for arch in net_arch)
+        self.q_networks = ModuleList(XiMlp(z_oa_dim, arch, out_features, activation_fn, use_xi) for arch in net_arch)
         self.optimizer: th.optim.Optimizer
 
     @property
@@ -152,10 +160,11 @@ def _critic_arch(qf: list[Any], n_critics: int) -> list[list[int]]:
 class OFEXiPolicy(BasePolicy):
     """A policy whose actor reads z_o = phi_o(o) and whose critics read z_oa = phi_oa([z_o, a]).
 
-    One OFEXiNet is shared by actor, critics and critic targets (no target copy of OFENet, as in
+    One OFEXiNet is shared by actor, critics and target networks (no target copy of OFENet, as in
     the original code); it has its own optimizer, ``ofe_optimizer``. A subclass gives the actor
-    (:meth:`_make_actor`: a module with ``net``, an :class:`XiMlp`, and ``prune_``) and calls
-    :meth:`_build` at the end of its ``__init__``, as SB3's policies do.
+    (:meth:`_make_actor`: a module with ``net``, an :class:`XiMlp`, and ``prune_``), may give the
+    critic (:meth:`_make_critic`) and calls :meth:`_build` at the end of its ``__init__``, as SB3's
+    policies do.
 
     :param net_arch: ``[256, 256]`` for both, or ``dict(pi=[...], qf=[...])``; ``qf`` may
         also be one list per critic (that is how pruned critics of different widths are saved)
@@ -212,6 +221,10 @@ class OFEXiPolicy(BasePolicy):
     def _make_actor(self, z_o_dim: int, action_dim: int, pi_arch: list[int]) -> nn.Module:
         raise NotImplementedError
 
+    def _make_critic(self, z_oa_dim: int, critic_arch: list[list[int]]) -> XiCritic:
+        """The critics (and, built the same way, their target): one Q-value per network."""
+        return XiCritic(z_oa_dim, critic_arch, self.activation_fn, self.use_xi)
+
     def _build(self, lr_schedule: Schedule) -> None:
         """OFEXiNet, the actor, the critics and their target, and one optimizer per network."""
         if isinstance(self.net_arch, dict):
@@ -227,8 +240,8 @@ class OFEXiPolicy(BasePolicy):
         )
         z_oa_dim = self.ofe.z_oa_dim
         self.actor = self._make_actor(self.ofe.z_o_dim, action_dim, pi_arch)
-        self.critic = XiCritic(z_oa_dim, critic_arch, self.activation_fn, use_xi)
-        self.critic_target = XiCritic(z_oa_dim, critic_arch, self.activation_fn, use_xi)
+        self.critic = self._make_critic(z_oa_dim, critic_arch)
+        self.critic_target = self._make_critic(z_oa_dim, critic_arch)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.train(False)
         # RL networks always read OFENet in evaluation mode (Algorithm 1, lines 12-13)
@@ -360,7 +373,7 @@ class OFEXiPolicy(BasePolicy):
         surgery = Surgery()
         keep_z_o, keep_z_oa = self.ofe.prune_(theta_tol, surgery)
         surgery.feature_masks.update(z_o=keep_z_o, z_oa=keep_z_oa)
-        self.actor.prune_(keep_z_o, self.actor.net.unit_keep_masks(theta_tol), surgery)
+        self._prune_actor(keep_z_o, theta_tol, surgery)
         for q_net, q_target in zip(self.critic.q_networks, self.critic_target.q_networks):
             keep_units = q_net.unit_keep_masks(theta_tol)  # the target mirrors its critic ...
             with th.no_grad():  # ... and carries its thetas (as every target update copies them)
@@ -372,6 +385,10 @@ class OFEXiPolicy(BasePolicy):
             self.shape_version += 1
             surgery.slice_optimizers_([self.ofe_optimizer, self.actor.optimizer, self.critic.optimizer])
         return surgery
+
+    def _prune_actor(self, keep_z_o: th.Tensor, theta_tol: float, surgery: Surgery) -> None:
+        """The actor's part of the surgery (a policy with an actor target prunes it alongside)."""
+        self.actor.prune_(keep_z_o, self.actor.net.unit_keep_masks(theta_tol), surgery)
 
     def architecture_kwargs(self) -> dict[str, Any]:
         """``net_arch`` and ``ofe_units`` describing the current (possibly pruned) widths."""

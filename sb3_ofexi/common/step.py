@@ -158,10 +158,12 @@ class StepRunner(Generic[Pieces]):
         shapes_may_change: bool,
         steps_left: Callable[[], int],
         train_params: Callable[[], int],
+        graph_blocker: str = "",
     ) -> None:
         """Build the pieces for ``signature`` (the setting, theta phase, device, shape version)
         unless they are built already; compiled or eager as :func:`use_compiled_step` decides
         (``steps_left`` and ``train_params`` are asked only then: train() calls this every time).
+        ``graph_blocker``: why the step cannot be one CUDA graph ("": it can).
 
         ``signature`` must cover every module state a piece reads: module guards are dropped, and
         the pieces are called with fixed training modes.
@@ -174,7 +176,7 @@ class StepRunner(Generic[Pieces]):
         )
         # on CUDA the whole eager step is captured as one CUDA graph instead (GraphedStep)
         graphed = compiled and self.device.type == "cuda"
-        why = graph_unsupported(self.optimizers) if graphed else ""
+        why = (graph_blocker or graph_unsupported(self.optimizers)) if graphed else ""
         if why and setting is True:
             raise RuntimeError(f"compile_step=True, but the step cannot be captured as a CUDA graph: {why}")
         if why:  # "auto": eager

@@ -16,36 +16,36 @@ from stable_baselines3.common.noise import ActionNoise
 FLAT_ENTRY_SPACES = (spaces.Box, spaces.MultiBinary)
 
 
-def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
-    """SAC_OFEXi needs a flat observation (phi_o is a DenseNet over a vector): a 1-D Box, or a
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, algo: str = "SAC_OFEXi") -> None:
+    """An OFEXi algorithm (``algo``) needs a flat observation (phi_o is a DenseNet over a vector): a 1-D Box, or a
     Dict of Box / MultiBinary entries (flattened and concatenated in the Dict's key order, as
     SB3's CombinedExtractor does for flat entries); and a Box action space."""
     if not isinstance(action_space, spaces.Box):
         raise ValueError(
-            f"SAC_OFEXi needs a continuous action space: got {action_space!r}; accepted: gymnasium.spaces.Box"
+            f"{algo} needs a continuous action space: got {action_space!r}; accepted: gymnasium.spaces.Box"
         )
     if isinstance(observation_space, spaces.Dict):
         for key, entry in observation_space.spaces.items():
             image = isinstance(entry, spaces.Box) and len(entry.shape) == 3
             if not isinstance(entry, FLAT_ENTRY_SPACES) or image:
                 raise ValueError(
-                    f"SAC_OFEXi reads dict observations whose entries are flat: entry {key!r} is {entry!r}; "
+                    f"{algo} reads dict observations whose entries are flat: entry {key!r} is {entry!r}; "
                     "accepted: Box (1-D, or any shape that is not an image) and MultiBinary entries"
                 )
         return
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(
-            f"SAC_OFEXi needs a flat observation vector: got {observation_space!r}; accepted: a 1-D "
+            f"{algo} needs a flat observation vector: got {observation_space!r}; accepted: a 1-D "
             "gymnasium.spaces.Box or a Dict of Box / MultiBinary entries (wrap image observations, e.g. "
             "with a feature-extracting wrapper or gymnasium's FlattenObservation)"
         )
 
 
-def check_finite(name: str, value: np.ndarray | dict[str, np.ndarray], step: int) -> None:
+def check_finite(name: str, value: np.ndarray | dict[str, np.ndarray], step: int, algo: str = "SAC_OFEXi") -> None:
     """Raise on NaN/inf coming from the environment, while the data is still in numpy."""
     if isinstance(value, dict):  # dict observations: each entry
         for key, entry in value.items():
-            check_finite(f"{name} entry {key!r}", entry, step)
+            check_finite(f"{name} entry {key!r}", entry, step, algo)
         return
     value = np.asarray(value)
     if value.dtype.kind in "fc" and not np.isfinite(value).all():
@@ -56,7 +56,7 @@ def check_finite(name: str, value: np.ndarray | dict[str, np.ndarray], step: int
         raise ValueError(
             f"The environment returned {kinds} in the {name} at env step {step} "
             f"(index [env, entry...] of the first bad values: {bad[:5].tolist()}); "
-            "SAC_OFEXi refuses it before it reaches the networks. Check the environment or its wrappers."
+            f"{algo} refuses it before it reaches the networks. Check the environment or its wrappers."
         )
 
 
@@ -70,7 +70,7 @@ class FiniteDataMixin:
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        check_finite("observation", self._last_obs, self.num_timesteps)  # type: ignore[arg-type]
+        check_finite("observation", self._last_obs, self.num_timesteps, type(self).__name__)  # type: ignore[arg-type]
         return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
 
     def _store_transition(
@@ -82,37 +82,40 @@ class FiniteDataMixin:
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
-        check_finite("observation", new_obs, self.num_timesteps)  # type: ignore[arg-type]
-        check_finite("reward", reward, self.num_timesteps)
+        algo = type(self).__name__
+        check_finite("observation", new_obs, self.num_timesteps, algo)  # type: ignore[arg-type]
+        check_finite("reward", reward, self.num_timesteps, algo)
         for i, info in enumerate(infos):
             if dones[i] and info.get("terminal_observation") is not None:
-                check_finite("terminal observation", info["terminal_observation"], self.num_timesteps)
+                check_finite("terminal observation", info["terminal_observation"], self.num_timesteps, algo)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
 
 
-#: policy_kwargs of SB3's SAC policy that SAC_OFEXi refuses, and why
+#: policy_kwargs of SB3's policies (SAC, TD3, TQC) that the OFEXi algorithms refuse, and why
 REFUSED_POLICY_KWARGS = {
     "features_extractor_class": "OFEXiNet's phi_o is the feature extractor: it reads the flattened observation and "
     "f_pred predicts the next one, so a second, unpruned extractor in front would change what OFENet learns "
     "(preprocess observations with a gymnasium wrapper instead)",
     "features_extractor_kwargs": "see features_extractor_class",
     "share_features_extractor": "OFEXiNet is always shared by the actor and the critics (by design)",
-    "use_sde": "it is SAC_OFEXi's argument: pass use_sde=True to SAC_OFEXi, as to SB3's SAC",
+    "use_sde": "it is the algorithm's argument: pass use_sde=True to SAC_OFEXi or TQC_OFEXi, as to SB3's SAC",
 }
-#: policy aliases SB3's SAC knows that SAC_OFEXi does not, and why
+#: policy aliases SB3's algorithms know that the OFEXi algorithms do not, and why
 REFUSED_POLICIES = {
     "CnnPolicy": "image observations: phi_o is a DenseNet over a flat vector (flatten, or extract features "
     "with a wrapper, first)",
 }
 
 
-def check_policy_kwargs(policy: Any, policy_kwargs: dict[str, Any], aliases: dict[str, type], base: type) -> None:
-    """A ValueError naming a policy or policy_kwargs key SAC_OFEXi does not take, why, and what it
-    accepts (instead of a TypeError from inside SB3's constructor)."""
+def check_policy_kwargs(
+    policy: Any, policy_kwargs: dict[str, Any], aliases: dict[str, type], base: type, algo: str = "SAC_OFEXi"
+) -> None:
+    """A ValueError naming a policy or policy_kwargs key the OFEXi algorithm ``algo`` does not take,
+    why, and what it accepts (instead of a TypeError from inside SB3's constructor)."""
     if isinstance(policy, str):
         if policy in REFUSED_POLICIES:
             raise ValueError(
-                f"policy={policy!r} is not supported: {REFUSED_POLICIES[policy]}; accepted: {sorted(aliases)}"
+                f"policy={policy!r} is not supported by {algo}: {REFUSED_POLICIES[policy]}; accepted: {sorted(aliases)}"
             )
         if policy not in aliases:
             raise ValueError(f"policy={policy!r}: accepted: {sorted(aliases)} or a {base.__name__} subclass")
@@ -130,7 +133,9 @@ def check_policy_kwargs(policy: Any, policy_kwargs: dict[str, Any], aliases: dic
         if key in accepted:
             continue
         why = REFUSED_POLICY_KWARGS.get(key, f"not an argument of {policy_class.__name__}")
-        raise ValueError(f"policy_kwargs[{key!r}] is not supported: {why}. Accepted keys: {', '.join(accepted)}")
+        raise ValueError(
+            f"policy_kwargs[{key!r}] is not supported by {algo}: {why}. Accepted keys: {', '.join(accepted)}"
+        )
 
 
 def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0, high_open: bool = True) -> None:

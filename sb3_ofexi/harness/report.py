@@ -429,7 +429,7 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
     xi_runs = {
         m: g
         for m, g in runs.items()
-        if g[0]["history"] and "theta_phi_o" in g[0]["history"][0] and m.startswith("prune")
+        if g[0]["history"] and "theta_phi_o" in g[0]["history"][0] and "prune" in m
     }
     if xi_runs:
         nets = ("phi_o", "phi_oa", "actor", "critic")

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import torch as th
 import yaml
+from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from torch import nn
 
 from sb3_ofexi.common.complexity import count_params, mlp_param_count
@@ -38,7 +40,7 @@ from sb3_ofexi.harness.checkpoint import (
     set_rng_state,
 )
 from sb3_ofexi.harness.measure import measure_speed
-from sb3_ofexi.harness.registry import METHODS
+from sb3_ofexi.harness.registry import METHODS, OFEXI_NAMES, is_ofexi
 from sb3_ofexi.sac_ofexi import SAC_OFEXi
 
 #: rl-zoo3 keys that change the environment rather than the algorithm
@@ -153,6 +155,8 @@ def paper_param_counts(model: BaseAlgorithm) -> dict[str, int]:
     if isinstance(model, SAC_OFEXi):
         return model.paper_param_counts()
     counts = param_counts(model)
+    if not isinstance(model, SAC):  # TD3, TQC, CrossQ and their OFEXi versions: no V network to add
+        return counts
     critics = getattr(model.critic, "members", [model.critic])  # type: ignore[attr-defined]  # EauDeSAC's population
     critic = critics[0].q_networks[0]
     hidden = [m.out_features for m in critic if isinstance(m, nn.Linear)][:-1]
@@ -186,7 +190,7 @@ class SizeHistory(BaseCallback):
 
     def _record(self) -> None:
         row: dict[str, Any] = {"timesteps": self.num_timesteps, **param_counts(self.model)}
-        if isinstance(self.model, SAC_OFEXi):
+        if is_ofexi(self.model):
             policy = self.model.policy
             nets = {
                 "phi_o": policy.ofe.phi_o,
@@ -255,9 +259,27 @@ def finished_summary(spec: RunSpec) -> dict[str, Any] | None:
     return summary
 
 
+#: rl-zoo3's exploration noise keys (TD3's entries) -> SB3's action noise classes
+NOISE_TYPES = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+
+
+def action_noise(hyperparams: dict[str, Any], n_actions: int) -> dict[str, Any]:
+    """``noise_type`` / ``noise_std`` of an rl-zoo3 entry as ``action_noise=``, as rl-zoo3 builds it."""
+    hyperparams = dict(hyperparams)
+    noise_type, noise_std = hyperparams.pop("noise_type", None), hyperparams.pop("noise_std", None)
+    if noise_type is None:
+        return hyperparams
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(f"noise_type={noise_type!r}: accepted: {', '.join(NOISE_TYPES)}")
+    sigma = float(noise_std or 0.0) * np.ones(n_actions)
+    hyperparams["action_noise"] = NOISE_TYPES[noise_type](mean=np.zeros(n_actions), sigma=sigma)
+    return hyperparams
+
+
 def _build_fresh(spec: RunSpec, algo: type[BaseAlgorithm], hyperparams: dict[str, Any]):
     env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed)
     eval_env = make_vec_env(spec.env_id, n_envs=1, seed=spec.seed + 10_000)
+    hyperparams = action_noise(hyperparams, int(np.prod(env.action_space.shape)))  # type: ignore[arg-type]
     model = algo(env=env, seed=spec.seed, device=spec.device, verbose=0, **hyperparams)
     return model, env, eval_env, {"wall_s": 0.0, "sittings": 0, "callbacks": {}}
 
@@ -292,10 +314,10 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     _, algo = METHODS[spec.method]
     hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
-    if spec.overrides and not issubclass(algo, SAC_OFEXi):  # size budgets are SAC_OFEXi's
-        accepted = [m for m, (_, cls) in METHODS.items() if cls is SAC_OFEXi]
+    if spec.overrides and not is_ofexi(algo):  # size budgets are the OFEXi algorithms'
+        accepted = [m for m, (_, cls) in METHODS.items() if is_ofexi(cls)]
         raise ValueError(
-            f"{sorted(spec.overrides)} apply to SAC_OFEXi methods only, not to {spec.method!r} "
+            f"{sorted(spec.overrides)} apply to the OFEXi methods only, not to {spec.method!r} "
             f"({algo.__name__}): accepted methods: {accepted}"
         )
     hyperparams.update(spec.overrides)
@@ -316,7 +338,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     )
     history = SizeHistory(eval_freq)
     callbacks: dict[str, BaseCallback] = {"evaluation": evaluation, "history": history}
-    if isinstance(model, SAC_OFEXi) and model.config.use_xi and model.config.prune_freq:
+    if is_ofexi(model) and model.config.use_xi and model.config.prune_freq:
         callbacks["pruning"] = PruningCallback(model.config.prune_freq)  # its prune cadence is checkpointed
     for name, saved in state["callbacks"].items():
         load_callback_state(callbacks[name], saved)
@@ -353,7 +375,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
 
     timesteps = np.asarray(evaluation.evaluations_timesteps)
     returns = np.asarray(evaluation.evaluations_results).mean(axis=1)
-    gated = isinstance(model, SAC_OFEXi) and model.config.use_xi
+    gated = is_ofexi(model) and model.config.use_xi
     summary = {
         **asdict(spec),
         "algo": algo.__name__,
@@ -366,7 +388,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         "eval_returns": returns.tolist(),
         "params": param_counts(model),
         "params_paper": paper_param_counts(model),
-        "units": model.unit_counts() if isinstance(model, SAC_OFEXi) else None,
+        "units": model.unit_counts() if is_ofexi(model) else None,
         "budgets": _budget_summary(model),
         "sparsities": model.sparsities() if hasattr(model, "sparsities") else None,
         "history": history.rows,
@@ -409,8 +431,8 @@ def rounding_step(summary: dict[str, Any]) -> float | None:
 
 
 def uses_gates(summary: dict[str, Any]) -> bool:
-    """Whether a run was SAC_OFEXi with its gates on (the OFE baselines are not)."""
-    if summary.get("algo") != "SAC_OFEXi" or not summary.get("units"):
+    """Whether a run was an OFEXi algorithm with its gates on (the OFE baselines are not)."""
+    if summary.get("algo") not in OFEXI_NAMES or not summary.get("units"):
         return False
     hyperparams = summary.get("hyperparams") or {}
     if "use_xi" in hyperparams:
@@ -456,7 +478,7 @@ def score_run(summary: dict[str, Any], hyperparams_dir: str | None = None) -> di
 
 def _budget_summary(model: BaseAlgorithm) -> dict[str, Any] | None:
     """Each budget in parameters, the size reached and whether it was met (``None``: no budget)."""
-    if not isinstance(model, SAC_OFEXi) or not model.config.has_budget:
+    if not is_ofexi(model) or not model.config.has_budget:
         return None
     counts = model.param_counts()
     summary: dict[str, Any] = {

@@ -1,6 +1,7 @@
 """rl-zoo3 with this package's algorithms registered: ``python -m sb3_ofexi.zoo train|enjoy [rl-zoo3 flags]``.
 
-``--algo``: ``sac_ofexi``, and the peer methods ``polyprune_sac`` and ``eaudesac``.
+``--algo``: ``sac_ofexi``, ``td3_ofexi``, ``tqc_ofexi``, and the peer methods ``polyprune_sac`` and
+``eaudesac``.
 
 rl-zoo3 has no plugin API; as SBX documents, the algorithm is added to its ``ALGOS``
 dict (shared by every rl-zoo3 module) before rl-zoo3's own entry point runs, so all
@@ -9,6 +10,7 @@ of its flags keep working::
     python -m sb3_ofexi.zoo train --algo sac_ofexi --env Hopper-v5 -conf hyperparams/sac_ofexi_prune_b.yml
     python -m sb3_ofexi.zoo enjoy --algo sac_ofexi --env Hopper-v5 -f logs --no-render
     python -m sb3_ofexi.zoo train --algo eaudesac --env Hopper-v5 -conf hyperparams/eaudesac.yml
+    python -m sb3_ofexi.zoo train --algo td3_ofexi --env Hopper-v5 -conf td3_ofexi_prune_b
     python -m sb3_ofexi.zoo train --algo sac_ofexi --env Hopper-v5 -conf sac_ofexi_prune_b   # a packaged file
 
 ``-optimize`` works with ``--algo sac_ofexi`` (:mod:`sb3_ofexi.harness.tuning`). ``-conf`` / ``--conf-file`` takes a path, or the name of one of the package's YAML files.
@@ -22,13 +24,13 @@ USAGE = "usage: python -m sb3_ofexi.zoo {train,enjoy} [rl-zoo3 arguments]  (see 
 
 
 def register() -> None:
-    """Make ``--algo sac_ofexi | polyprune_sac | eaudesac`` known to rl-zoo3."""
+    """Make ``--algo sac_ofexi | td3_ofexi | tqc_ofexi | polyprune_sac | eaudesac`` known to rl-zoo3."""
     import rl_zoo3
 
-    from sb3_ofexi.harness.registry import ALGOS
+    from sb3_ofexi.harness.registry import ALGOS, ZOO_OWN
     from sb3_ofexi.harness.tuning import register_sampler
 
-    rl_zoo3.ALGOS.update({name: algo for name, algo in ALGOS.items() if name != "sac"})  # rl-zoo3 has "sac"
+    rl_zoo3.ALGOS.update({name: algo for name, algo in ALGOS.items() if name not in ZOO_OWN})
     register_sampler()  # -optimize for sac_ofexi
 
 

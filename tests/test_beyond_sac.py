@@ -1,0 +1,247 @@
+"""TD3_OFEXi and TQC_OFEXi: the OFEXi algorithm on TD3 and TQC (learning, pruning, save/load,
+surgery, export, budgets, the compiled step), TD3's and TQC's own losses kept, and bad input."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from sb3_contrib import TQC
+from stable_baselines3 import TD3
+from stable_baselines3.common.noise import NormalActionNoise
+
+from sb3_ofexi import SAC_OFEXi, TD3_OFEXi, TQC_OFEXi
+from sb3_ofexi.common.config import NU_RL_FACTORS_BY_LOSSES, OFEXiConfig
+from sb3_ofexi.common.presets import get_preset
+from sb3_ofexi.common.step import compiler_available
+from sb3_ofexi.common.xi import xi_gates
+
+ALGOS = (TD3_OFEXi, TQC_OFEXi)
+SMALL = dict(ofe_layers=2, ofe_units=8, learning_starts=64, batch_size=32, seed=0, device="cpu")
+# test-sized nu: units are pruned within a few hundred steps
+AGGRESSIVE = dict(
+    preset="prune-b",
+    nu_ofe=1e-3,
+    nu_actor=3e-2,
+    nu_critic=3e-2,
+    theta_lr=0.05,
+    xi_start=0.2,
+    xi_round=0.8,
+    prune_freq=50,
+    compile_step=False,
+)
+
+
+def make(algo: type, **kwargs):
+    config = {**SMALL, **AGGRESSIVE, **kwargs}
+    policy_kwargs = {"net_arch": [16, 16], **config.pop("policy_kwargs", {})}
+    if algo is TQC_OFEXi:
+        policy_kwargs.setdefault("n_quantiles", 5)
+    else:
+        config.setdefault("action_noise", NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)))
+    return algo("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs, **config)
+
+
+def observations(n: int = 64) -> np.ndarray:
+    return np.random.default_rng(1).uniform(-1, 1, (n, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_learns_prunes_saves_loads_and_continues(algo, tmp_path):
+    model = make(algo)
+    before = model.param_counts()
+    model.learn(500)
+    assert model.xi_phase == "rounded"
+    after = model.param_counts()
+    assert after["deploy"] < before["deploy"] and after["train"] < before["train"]
+    for gate in xi_gates(model.policy):  # rounded thetas are 1, the zeros were pruned
+        assert bool((gate.theta == 1).all())
+    model.save(tmp_path / "model.zip")
+    loaded = algo.load(tmp_path / "model.zip", env="Pendulum-v1")
+    obs = observations()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    assert loaded.unit_counts() == model.unit_counts() and loaded.param_counts() == after
+    loaded.learn(200, reset_num_timesteps=False)  # continues, at the pruned shapes
+    assert loaded.num_timesteps == 700 and loaded.param_counts() == after
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_surgery_keeps_the_function_and_slices_adam(algo):
+    model = make(algo, xi_start=0.0, xi_round=1.0)
+    model.learn(100)  # Adam has state for every parameter
+    policy = model.policy
+    with th.no_grad():  # units at theta 0 contribute nothing: removing them changes no output
+        for gate in policy.xi_layers().values():
+            gate.theta.fill_(1.0)
+            gate.theta[::3] = 0.0
+        for q_net, q_target in zip(policy.critic.q_networks, policy.critic_target.q_networks):
+            for gate, target in zip(q_net.gates, q_target.gates):
+                target.theta.copy_(gate.theta)
+        if algo is TD3_OFEXi:
+            for gate, target in zip(policy.actor.net.gates, policy.actor_target.net.gates):
+                target.theta.copy_(gate.theta)
+    policy.set_training_mode(False)
+    obs = th.as_tensor(observations())
+    actions = th.as_tensor(np.random.default_rng(2).uniform(-1, 1, (64, 1)).astype(np.float32))
+
+    def outputs() -> list[th.Tensor]:
+        with th.no_grad():
+            z_o = policy.features_o(obs)
+            z_oa = policy.ofe.features_oa(z_o, actions)
+            outs = [policy.actor(z_o, True), *policy.critic(z_oa), *policy.critic_target(z_oa)]
+            if algo is TD3_OFEXi:
+                outs.append(policy.actor_target(z_o))
+            return outs
+
+    expected = outputs()
+    assert model.prune()
+    for a, b in zip(expected, outputs()):
+        th.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    for optimizer in model._optimizers():
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                for value in optimizer.state.get(param, {}).values():
+                    if isinstance(value, th.Tensor) and value.dim() > 0:
+                        assert value.shape == param.shape
+    if algo is TD3_OFEXi:  # the actor target lost the actor's units
+        assert policy.actor_target.net.units == policy.actor.net.units
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_export_reproduces_predict(algo, tmp_path):
+    model = make(algo)
+    model.learn(300)
+    module = model.export_policy(tmp_path / "policy.pt")  # raises if it differs from predict
+    obs = observations()
+    with th.no_grad():
+        exported = module(th.as_tensor(obs)).numpy()
+    np.testing.assert_allclose(exported, model.predict(obs, deterministic=True)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_deploy_budget_is_met(algo):
+    model = make(algo, nu_ofe=1e-6, nu_actor=1e-5, nu_critic=1e-5, deploy_budget=0.4)
+    start = model.param_counts()["deploy"]
+    model.learn(400)
+    assert model.param_counts()["deploy"] <= model.theta_control.budgets()["deploy"] <= 0.4 * start
+
+
+@pytest.mark.skipif(not compiler_available("cpu")[0], reason="torch.compile unavailable here")
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_compiled_step_computes_what_the_eager_step_computes(algo):
+    models = []
+    for compiled in (False, True):
+        model = make(
+            algo,
+            compile_step=compiled,
+            xi_start=0.3,
+            xi_round=0.9,
+            prune_freq=0,
+            policy_kwargs=dict(optimizer_class=th.optim.SGD),  # see tests/test_compiled_step.py
+        )
+        model.learn(64)  # collection only
+        model._ofe_pretrained, model._total_timesteps = True, 1000
+        model.num_timesteps, model._current_progress_remaining = 500, 0.5  # thetas learning: nu terms on
+        np.random.seed(0)
+        th.manual_seed(0)
+        model.train(3, model.batch_size)
+        models.append(model)
+    eager, fast = models
+    assert fast.step_runner.compiled and not eager.step_runner.compiled and fast.xi_phase == "learning"
+    for (name, a), b in zip(eager.policy.state_dict().items(), fast.policy.state_dict().values()):
+        th.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_td3_losses_and_delay_are_td3s():
+    model = make(TD3_OFEXi, preset="ofe", policy_delay=3, target_policy_noise=0.3, target_noise_clip=0.4)
+    model.learn(64)
+    model._ofe_pretrained, model._total_timesteps = True, 1000
+    actor_before = [p.detach().clone() for p in model.actor.parameters()]
+    target_before = [p.detach().clone() for p in model.actor_target.parameters()]
+    model.train(2, 32)  # updates 1 and 2: no actor update, no target update (policy_delay 3)
+    assert all(th.equal(a, b) for a, b in zip(actor_before, model.actor.parameters()))
+    assert all(th.equal(a, b) for a, b in zip(target_before, model.actor_target.parameters()))
+    model.train(1, 32)  # update 3
+    assert not all(th.equal(a, b) for a, b in zip(actor_before, model.actor.parameters()))
+    assert not all(th.equal(a, b) for a, b in zip(target_before, model.actor_target.parameters()))
+    assert model._n_updates == 3
+
+
+def test_tqc_critic_loss_drops_the_top_quantiles():
+    from sb3_contrib.common.utils import quantile_huber_loss
+
+    from sb3_ofexi.tqc_ofexi.losses import critic_loss
+
+    model = make(TQC_OFEXi, preset="ofe", top_quantiles_to_drop_per_net=2)
+    policy = model.policy
+    policy.set_training_mode(False)
+    z_o = th.randn(8, policy.ofe.z_o_dim)
+    z_oa = policy.ofe.features_oa(z_o, th.rand(8, 1) * 2 - 1).detach()
+    rewards, dones = th.randn(8, 1), th.zeros(8, 1)
+    th.manual_seed(3)
+    loss, tqc_loss = critic_loss(policy, z_o, z_oa, rewards, dones, 0.99, th.tensor(0.1), 2, None)
+    th.manual_seed(3)  # the same draw of next actions, computed as sb3-contrib's TQC.train does
+    with th.no_grad():
+        next_actions, next_log_prob = policy.actor.action_log_prob(z_o)
+        quantiles = th.stack(policy.critic_target(policy.ofe.features_oa(z_o, next_actions)), dim=1)
+        kept, _ = th.sort(quantiles.reshape(8, -1))
+        kept = kept[:, : 5 * 2 - 2 * 2] - 0.1 * next_log_prob.reshape(-1, 1)
+        target = (rewards + 0.99 * kept).unsqueeze(1)
+    expected = quantile_huber_loss(th.stack(policy.critic(z_oa), dim=1), target, sum_over_quantiles=False)
+    th.testing.assert_close(tqc_loss, expected.detach())
+    th.testing.assert_close(loss.detach(), expected.detach())
+
+
+def test_nu_meets_each_algorithms_losses():
+    """nu_rl_reference="ofenet": SAC's factors (1/5, 1/50); TD3's are 1 (the OFENet code's TD3 is
+    SB3's); TQC's carry the OFENet SAC conventions over (1/5, 1/10). "sb3" is nu as given."""
+    factors = NU_RL_FACTORS_BY_LOSSES
+    assert factors["td3"]["ofenet"] == {"actor": 1.0, "critic": 1.0}
+    assert factors["tqc"]["ofenet"] == {"actor": 0.2, "critic": 0.1}
+    assert all(f["sb3"] == {"actor": 1.0, "critic": 1.0} for f in factors.values())
+    assert make(TD3_OFEXi).config.rl_losses == "td3" and make(TQC_OFEXi).config.rl_losses == "tqc"
+    assert make(TQC_OFEXi).theta_control.nu.nu_critic == pytest.approx(AGGRESSIVE["nu_critic"] / 10)
+    assert make(TD3_OFEXi).theta_control.nu.nu_actor == pytest.approx(AGGRESSIVE["nu_actor"])
+    with pytest.raises(ValueError, match="rl_losses='ppo' is invalid"):
+        OFEXiConfig.build("prune-b", get_preset("prune-b"), rl_losses="ppo")
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_bad_input_names_the_problem(algo):
+    with pytest.raises(ValueError, match=f"{algo.__name__} needs a continuous action space"):
+        algo("MlpPolicy", "CartPole-v1")
+    with pytest.raises(
+        ValueError, match=rf"policy_kwargs\['features_extractor_class'\] is not supported by {algo.__name__}"
+    ):
+        make(algo, policy_kwargs=dict(features_extractor_class=th.nn.Flatten))
+    with pytest.raises(ValueError, match="policy='CnnPolicy' is not supported"):
+        algo("CnnPolicy", "Pendulum-v1")
+    if algo is TQC_OFEXi:
+        with pytest.raises(ValueError, match="n_quantiles=0: accepted: an int >= 1"):
+            make(algo, policy_kwargs=dict(n_quantiles=0))
+    else:  # SB3's TD3 policy has no gSDE; neither has TD3_OFEXi
+        with pytest.raises(ValueError, match=r"policy_kwargs\['log_std_init'\] is not supported"):
+            make(algo, policy_kwargs=dict(log_std_init=-2.0))
+
+
+@pytest.mark.parametrize(("ours", "stock"), ((TD3_OFEXi, TD3), (TQC_OFEXi, TQC)), ids=("TD3", "TQC"))
+def test_a_saved_model_is_refused_by_the_stock_class(ours, stock, tmp_path):
+    make(ours).save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match=f"This model is a {ours.__name__} model"):
+        stock.load(tmp_path / "model.zip")
+    for other in (SAC_OFEXi, TD3_OFEXi, TQC_OFEXi):  # another OFEXi algorithm refuses its policy
+        if other is not ours:
+            with pytest.raises(ValueError, match=f"or a {other.policy_base.__name__} subclass"):
+                other.load(tmp_path / "model.zip")
+
+
+def test_gym_dict_observations_are_read_flat():
+    env = gym.wrappers.TransformObservation(
+        gym.make("Pendulum-v1"),
+        lambda o: {"x": o[:2], "y": o[2:]},
+        gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (2,), np.float32), "y": gym.spaces.Box(-8, 8, (1,), np.float32)}),
+    )
+    model = TQC_OFEXi("MultiInputPolicy", env, **SMALL, policy_kwargs=dict(net_arch=[16, 16], n_quantiles=3))
+    model.learn(100)
+    assert model.policy.ofe.obs_dim == 3
