@@ -255,10 +255,11 @@ class OFEXiAlgorithm(FiniteDataMixin, SafeLoadMixin, _Stock):
         """Remove every unit with theta < theta_tol now; ``True`` if any was removed."""
         return self.theta_control.prune()
 
-    def export_policy(self, path: str | pathlib.Path, check: bool = True) -> th.nn.Module:
-        """Export phi_o + actor (deterministic, SB3's action rescaling included) to ``.onnx`` or
-        ``.pt``; checked to reproduce ``predict(obs, deterministic=True)`` unless ``check=False``."""
-        return export_policy(self, path, check=check)
+    def export_policy(self, path: str | pathlib.Path, check: bool | None = None, **options: Any) -> th.nn.Module:
+        """Export phi_o + actor (deterministic, SB3's action rescaling included) to ``.onnx``,
+        ``.pt`` or C (``.c`` / a folder, ``format="c"``; ``options``: :func:`~sb3_ofexi.common.export.export_policy`'s);
+        checked to reproduce ``predict(obs, deterministic=True)`` unless ``check=False``."""
+        return export_policy(self, path, check=check, **options)
 
     # --- learning ---------------------------------------------------------------------------------
     def _setup_learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> tuple[int, BaseCallback]:

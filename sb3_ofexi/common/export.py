@@ -1,6 +1,7 @@
 """Deployment export: phi_o + actor mean, deterministic, at the pruned shapes (Table 1); and the
 same export for every SAC-family model of the package (stock SAC, PolyPruneSAC, EauDeSAC), so
-their latencies are measured through one exporter.
+their latencies are measured through one exporter. Formats: ONNX, TorchScript, and C99
+(:mod:`sb3_ofexi.common.c_export`, generated from the same folded modules).
 
 The exported graph folds every evaluation-mode constant into weights: BatchNorm into the
 preceding Linear, the thetas and the diagonal V of the DenseNet into the columns of the
@@ -20,16 +21,19 @@ from typing import Any
 
 import numpy as np
 import torch as th
-import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 from sb3_ofexi.common.surgery import make_linear
 
 SUFFIXES = (".onnx", ".pt")
+#: ``format=`` of :func:`export_policy`; C is written as ``NAME.h`` + ``NAME.c`` (a ``.c`` / ``.h`` path or a folder)
+FORMATS = ("onnx", "pt", "c")
+C_SUFFIXES = (".c", ".h")
 
 
 def _fold_bn(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
@@ -79,6 +83,7 @@ class DeployedPolicy(nn.Module):
                 else:
                     scale = block.v.detach().cpu() * scale
             self.blocks = nn.ModuleList(blocks)
+            self.block_activation = nn.SiLU()  # XiDenseBlock's; a module, so the C exporter can read it
 
             net = policy.actor.net
             layers = [copy.deepcopy(layer).cpu() for layer in [*net.hidden, net.out]]
@@ -102,7 +107,7 @@ class DeployedPolicy(nn.Module):
     def forward(self, obs: th.Tensor) -> th.Tensor:
         z = obs
         for linear in self.blocks:
-            z = th.cat([F.silu(linear(z)), z], dim=1)
+            z = th.cat([self.block_activation(linear(z)), z], dim=1)
         x = z
         for linear in self.hidden:
             x = self.activation(linear(x))
@@ -112,22 +117,28 @@ class DeployedPolicy(nn.Module):
         return th.tanh(mean) * self.half_range + self.center
 
 
+def _flat_actor(model: BaseAlgorithm) -> Any:
+    actor = model.actor  # type: ignore[attr-defined]
+    if not isinstance(actor.features_extractor, FlattenExtractor):
+        raise ValueError(
+            f"export_policy: features extractor {type(actor.features_extractor).__name__}: "
+            "accepted: the default FlattenExtractor"
+        )
+    return actor
+
+
 class SACDeployedPolicy(nn.Module):
     """``obs -> action`` of SB3's SAC actor (``latent_pi`` -> ``mu`` -> tanh -> SB3's rescaling),
-    deterministic. A masked actor is exported as it is: its pruned weights are zeros in dense
-    matrices, which is what unstructured pruning deploys without sparse kernels."""
+    deterministic; also TQC's, the same actor. A masked actor is exported as it is: its pruned
+    weights are zeros in dense matrices, which is what unstructured pruning deploys without
+    sparse kernels."""
 
     half_range: th.Tensor
     center: th.Tensor
 
     def __init__(self, model: BaseAlgorithm) -> None:
         super().__init__()
-        actor = model.actor  # type: ignore[attr-defined]
-        if not isinstance(actor.features_extractor, FlattenExtractor):
-            raise ValueError(
-                f"export_policy: features extractor {type(actor.features_extractor).__name__}: "
-                "accepted: the default FlattenExtractor"
-            )
+        actor = _flat_actor(model)
         self.latent_pi = copy.deepcopy(actor.latent_pi).cpu()
         self.mu = copy.deepcopy(actor.mu).cpu()
         _register_action_rescaling(self, model.action_space)  # type: ignore[arg-type]
@@ -137,15 +148,39 @@ class SACDeployedPolicy(nn.Module):
         return th.tanh(self.mu(self.latent_pi(obs))) * self.half_range + self.center
 
 
+class TD3DeployedPolicy(nn.Module):
+    """``obs -> action`` of SB3's TD3 actor: ``mu`` (Linear / activation layers ending in tanh)
+    -> SB3's rescaling."""
+
+    half_range: th.Tensor
+    center: th.Tensor
+
+    def __init__(self, model: BaseAlgorithm) -> None:
+        super().__init__()
+        self.mu = copy.deepcopy(_flat_actor(model).mu).cpu()
+        _register_action_rescaling(self, model.action_space)  # type: ignore[arg-type]
+        self.eval()
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        return self.mu(obs) * self.half_range + self.center
+
+
 def deployed_policy(model: BaseAlgorithm) -> nn.Module:
-    """The exported module of ``model``: :class:`DeployedPolicy` for SAC_OFEXi, otherwise
-    :class:`SACDeployedPolicy`."""
+    """The exported module of ``model``: :class:`DeployedPolicy` for the OFEXi algorithms,
+    :class:`SACDeployedPolicy` for SAC, its peers and TQC, :class:`TD3DeployedPolicy` for TD3."""
     policy = model.policy
     if hasattr(policy, "ofe"):
         return DeployedPolicy(policy)  # type: ignore[arg-type]
-    if isinstance(policy, SACPolicy):
+    actor = getattr(model, "actor", None)
+    # TQC's actor is SAC's (sb3_contrib's own class): recognised by its parts
+    sac_like = all(hasattr(actor, part) for part in ("latent_pi", "mu", "log_std"))
+    if isinstance(policy, SACPolicy) or (sac_like and policy.squash_output):
         return SACDeployedPolicy(model)
-    raise ValueError(f"export_policy: {type(model).__name__}: accepted: SAC_OFEXi, SAC and the SAC-based peers")
+    if isinstance(policy, TD3Policy):
+        return TD3DeployedPolicy(model)
+    raise ValueError(
+        f"export_policy: {type(model).__name__}: accepted: the OFEXi algorithms, SAC and its peers, TQC, TD3"
+    )
 
 
 #: How far the exported policy may differ from ``model.predict``, per unit of action bound. The
@@ -161,17 +196,58 @@ def _action_scale(model: BaseAlgorithm) -> float:
     return 1.0
 
 
-def export_policy(model: BaseAlgorithm, path: str | pathlib.Path, check: bool = True) -> nn.Module:
-    """Write the deployment policy to ``.onnx`` (checked with onnxruntime) or ``.pt`` (TorchScript).
+def export_format(path: str | pathlib.Path, format: str | None = None) -> str:
+    """The format of an export to ``path``: ``format`` if given (checked against the suffix), else
+    the suffix's: ``.onnx``, ``.pt``, ``.c`` / ``.h`` or a folder (C)."""
+    path = pathlib.Path(path)
+    by_suffix = {".onnx": "onnx", ".pt": "pt", ".c": "c", ".h": "c", "": "c"}
+    inferred = "c" if path.is_dir() else by_suffix.get(path.suffix)
+    if format is None:
+        if inferred is None:
+            raise ValueError(
+                f"Cannot export to {str(path)!r}: accepted suffixes are {', '.join(SUFFIXES + C_SUFFIXES)} "
+                "(or a folder, for C)"
+            )
+        return inferred
+    if format not in FORMATS:
+        raise ValueError(f"export_policy: format={format!r}: accepted: {', '.join(FORMATS)} (or None: from the suffix)")
+    if inferred != format:
+        wanted = "a .c or .h path, or a folder" if format == "c" else f"a .{format} path"
+        raise ValueError(f"Cannot export format={format!r} to {str(path)!r}: accepted: {wanted}")
+    return format
 
-    :param check: compare the file against ``model.predict(obs, deterministic=True)`` on a
+
+def export_policy(
+    model: BaseAlgorithm,
+    path: str | pathlib.Path,
+    check: bool | None = None,
+    *,
+    format: str | None = None,
+    **c_options: Any,
+) -> nn.Module:
+    """Write the deployment policy to ``.onnx`` (checked with onnxruntime), ``.pt`` (TorchScript)
+    or C99 (``NAME.h`` + ``NAME.c``, compiled and called through ctypes to check it).
+
+    :param path: the file (``.onnx``, ``.pt``, ``.c`` or ``.h``) or, for C, a folder
+    :param check: compare the export against ``model.predict(obs, deterministic=True)`` on a
         batch of observations and raise if they differ by more than :data:`EXPORT_ATOL` times
-        the largest action bound
+        the largest action bound. Default: always for ONNX / TorchScript; for C when a C
+        compiler exists
+    :param format: ``"onnx"``, ``"pt"`` or ``"c"``; default: from the suffix
+    :param c_options: for C only: ``name``, ``dtype``, ``sparse``, ``vec_normalize``, ``obs``,
+        ``int8_max_error`` (:func:`sb3_ofexi.common.c_export.export_c`, which also returns what
+        was written and measured)
     :return: the in-memory module that was exported (:func:`deployed_policy`)
     """
     path = pathlib.Path(path)
-    if path.suffix not in SUFFIXES:
-        raise ValueError(f"Cannot export to {str(path)!r}: accepted suffixes are {', '.join(SUFFIXES)}")
+    kind = export_format(path, format)
+    if kind == "c":
+        from sb3_ofexi.common.c_export import export_c
+
+        return export_c(model, path, check=check, **c_options).module
+    if c_options:
+        raise ValueError(f"export_policy: {', '.join(sorted(c_options))}: accepted with format='c' only")
+    check = True if check is None else check
     space = model.observation_space
     if not isinstance(space, spaces.Box) or len(space.shape) != 1:
         raise ValueError(f"export_policy: observation space {space}: accepted: a 1-D Box")
@@ -236,9 +312,18 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def run_exported(path: str | pathlib.Path, obs: np.ndarray) -> np.ndarray:
-    """Actions of an exported policy (``.onnx`` through onnxruntime, ``.pt`` through TorchScript)."""
+    """Actions of an exported policy (``.onnx`` through onnxruntime, ``.pt`` through TorchScript,
+    C compiled and called through ctypes)."""
     path = pathlib.Path(path)
     obs = np.asarray(obs, dtype=np.float32).reshape(-1, np.asarray(obs).shape[-1])
+    if export_format(path) == "c":
+        from sb3_ofexi.common.c_build import build_c_policy
+
+        policy = build_c_policy(path)
+        try:
+            return policy(obs)
+        finally:
+            policy.close()
     if path.suffix == ".onnx":
         import onnxruntime as ort
 

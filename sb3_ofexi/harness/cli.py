@@ -216,21 +216,70 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sb3_ofexi.common.export import EXPORT_ATOL, export_policy
+    from sb3_ofexi.common.export import EXPORT_ATOL, export_format, export_policy
     from sb3_ofexi.harness.registry import ALGOS
     from sb3_ofexi.harness.runs import param_counts
 
+    if args.out and args.out_option and args.out != args.out_option:
+        raise ValueError(f"two outputs, {args.out!r} and --out {args.out_option!r}: accepted: one of them")
+    out = args.out or args.out_option
+    if not out:
+        raise ValueError("no output: accepted: OUT (a .onnx, .pt, .c or .h path) or --out DIR")
+    fmt = export_format(out, args.format)  # checks the output before the model is loaded
+    c_only = {"--name": args.name, "--dtype": args.dtype, "--sparse": args.sparse}
+    c_only.update({"--int8-max-error": args.int8_max_error, "--vec-normalize": args.vec_normalize})
+    c_only["--no-check"] = True if args.no_check else None
+    given = [flag for flag, value in c_only.items() if value is not None]
+    if fmt != "c" and given:
+        raise ValueError(f"{', '.join(given)}: accepted with --format c only")
     if not pathlib.Path(args.model).exists():
         raise FileNotFoundError(f"No such model file: {args.model}")
     if args.algo not in ALGOS:
         raise ValueError(f"--algo {args.algo!r}: accepted: {', '.join(ALGOS)}")
     model = ALGOS[args.algo].load(args.model, device="cpu")
-    export_policy(model, args.out)
     counts = param_counts(model)
+    if fmt != "c":
+        export_policy(model, out, format=fmt)
+        print(
+            f"exported {args.model} -> {out} (deploy params: {counts['deploy']:,}; checked against predict "
+            f"to {EXPORT_ATOL:g} per unit of action bound)"
+        )
+        return 0
+    from sb3_ofexi.common.c_export import export_c
+
+    vec_normalize = None
+    if args.vec_normalize is not None:
+        import pickle
+
+        if not pathlib.Path(args.vec_normalize).exists():
+            raise FileNotFoundError(f"No such VecNormalize file: {args.vec_normalize}")
+        with open(args.vec_normalize, "rb") as stream:  # VecNormalize.save's pickle, without its env
+            vec_normalize = pickle.load(stream)
+    options = {"name": args.name, "dtype": args.dtype, "sparse": args.sparse, "int8_max_error": args.int8_max_error}
+    try:
+        result = export_c(
+            model,
+            out,
+            vec_normalize=vec_normalize,
+            check=False if args.no_check else None,
+            **{key: value for key, value in options.items() if value is not None},
+        )
+    except RuntimeError as error:  # the compiled C does not reproduce predict: an error, not a traceback
+        print(f"sb3-ofexi export: error: {error}", file=sys.stderr)
+        return 2
+    stored = ", ".join(f"{'CSR' if layer.sparse else 'dense'} {layer.rows}x{layer.cols}" for layer in result.layers)
+    print(f"exported {args.model} -> {result.header} and {result.source} (deploy params: {counts['deploy']:,})")
     print(
-        f"exported {args.model} -> {args.out} (deploy params: {counts['deploy']:,}; checked against predict "
-        f"to {EXPORT_ATOL:g} per unit of action bound)"
+        f"weights ({result.dtype}): {stored}; {result.weight_bytes_stored:,} bytes as stored, "
+        f"{result.weight_bytes_dense:,} as dense float32"
     )
+    if result.check_error is None:
+        print("not checked: no C compiler (or --no-check)")
+    else:
+        bound = f" (tolerance {result.tolerance:g})" if result.tolerance is not None else ""
+        print(f"checked: max |C - predict| = {result.check_error:.3g} on {result.observations} observations{bound}")
+    if result.int8_error is not None:
+        print(f"int8: max action error against the float policy {result.int8_error:.3g} (bound {result.int8_bound:g})")
     return 0
 
 
@@ -250,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--deploy-budget",
         type=_budget_value,
         help="deploy parameters to end at or below: an int (e.g. 20000), or a fraction of the "
-        "initial size in (0, 1) (SAC_OFEXi methods with gates)",
+        "initial size in (0, 1) (OFEXi methods with gates)",
     )
     train.add_argument("--train-budget", type=_budget_value, help="the same for train parameters")
     train.add_argument(
@@ -259,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="override one keyword of the method's YAML entry, e.g. --set nu_rl_reference=sb3 "
-        "(SAC_OFEXi methods; repeatable)",
+        "(OFEXi methods; repeatable)",
     )
     train.set_defaults(func=_train)
 
@@ -332,14 +381,44 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--threads", type=int, default=1, help="torch threads for the training step (default 1)")
     measure.set_defaults(func=_measure)
 
-    export = commands.add_parser("export", help="export the deterministic policy of a saved model to .onnx or .pt")
+    from sb3_ofexi.harness.registry import ALGOS
+
+    export = commands.add_parser(
+        "export", help="export the deterministic policy of a saved model to .onnx, .pt or C (a .h + .c pair)"
+    )
     export.add_argument("model", help="a saved model (.zip)")
     export.add_argument(
         "--algo",
         default="sac_ofexi",
-        help="the class that saved it: sac_ofexi (default), polyprune_sac, eaudesac or sac",
+        help=f"the class that saved it: {', '.join(ALGOS)} (default: sac_ofexi)",
     )
-    export.add_argument("out", help="output file: .onnx (checked with onnxruntime) or .pt (TorchScript)")
+    export.add_argument(
+        "out",
+        nargs="?",
+        help="output file: .onnx (checked with onnxruntime), .pt (TorchScript), or .c / .h (C); or use --out",
+    )
+    export.add_argument("--out", dest="out_option", metavar="OUT", help="output file, or a folder for C")
+    export.add_argument("--format", choices=["onnx", "pt", "c"], help="default: from the output's suffix (a folder: c)")
+    export.add_argument(
+        "--name",
+        help="C: the policy's identifier, NAME_act() in NAME.h / NAME.c (default: the file's stem, or 'policy')",
+    )
+    export.add_argument("--dtype", choices=["float32", "int8"], help="C: weight type (default float32)")
+    export.add_argument(
+        "--sparse",
+        choices=["auto", "never", "always"],
+        help="C: compressed sparse rows for layers more than half zeros (auto, the default), never or always",
+    )
+    export.add_argument(
+        "--int8-max-error",
+        type=float,
+        help="C, int8: refuse when the actions move by more than this per unit of the largest action bound "
+        "(default 0.05)",
+    )
+    export.add_argument(
+        "--vec-normalize", help="C: a VecNormalize file (VecNormalize.save) whose normalisation the C code applies"
+    )
+    export.add_argument("--no-check", action="store_true", help="C: do not compile and compare with predict")
     export.set_defaults(func=_export)
     return parser
 

@@ -427,9 +427,7 @@ def _plots(runs: dict[str, list[dict[str, Any]]], out: pathlib.Path, env_id: str
 
     # theta and units alive over time, pruning methods only
     xi_runs = {
-        m: g
-        for m, g in runs.items()
-        if g[0]["history"] and "theta_phi_o" in g[0]["history"][0] and "prune" in m
+        m: g for m, g in runs.items() if g[0]["history"] and "theta_phi_o" in g[0]["history"][0] and "prune" in m
     }
     if xi_runs:
         nets = ("phi_o", "phi_oa", "actor", "critic")
@@ -681,9 +679,7 @@ def make_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None,
         paper_section(env_id, list(runs)),
         cost,
     ]
-    report = Report(
-        out / "report.md", f"{env_id}: SAC_OFEXi comparison", intro, failed, [s for s in sections if s], pngs
-    )
+    report = Report(out / "report.md", f"{env_id}: SAC_OFEXi comparison", intro, failed, [s for s in sections if s], pngs)
     report.path.write_text(report.markdown())
     (out / "report.json").write_text(
         json.dumps({"env": env_id, "ofe_baseline": baseline, "methods": numbers}, indent=1)

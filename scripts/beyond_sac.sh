@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The "beyond SAC" comparison (issue 27): td3 vs td3-prune-b, tqc vs tqc-prune-b, and crossq, 3 seeds, on
+# Pendulum-v1 (the YAML entries' budget) and Reacher-v5 (REACHER_STEPS env steps), one run at a time.
+#
+#   bash scripts/beyond_sac.sh            # start / resume in the background (one core, niced below the study)
+#   bash scripts/beyond_sac.sh status     # what has finished
+#   bash scripts/beyond_sac.sh measure    # re-time every finished run in one sitting (latency, train step)
+#   bash scripts/beyond_sac.sh publish    # small files + report per task into docs/demo/beyond-sac/
+#
+# Runs live in $BEYOND_DIR (default ~/sb3-ofexi-beyond, outside the work tree), from a clone of the commit
+# recorded the first time the script starts (commit file), so editing the package never changes a running
+# comparison; 'sb3-ofexi compare' resumes an interrupted sweep where it stopped. The Python environment is the
+# Hopper study's ($STUDY_DIR/venv, made by scripts/study.sh) with the clone first on PYTHONPATH.
+set -u
+repo=$(cd "$(dirname "$0")/.." && pwd)
+BEYOND_DIR=${BEYOND_DIR:-$HOME/sb3-ofexi-beyond}
+STUDY_DIR=${STUDY_DIR:-$HOME/sb3-ofexi-study}
+NICE=${NICE:-15}  # the Hopper study runs at 10: it keeps most of the cores
+METHODS=${METHODS:-td3,td3-prune-b,tqc,tqc-prune-b,crossq}
+SEEDS=3
+REACHER_STEPS=${REACHER_STEPS:-50000}
+runs=$BEYOND_DIR/runs
+python=$STUDY_DIR/venv/bin/python
+
+source_dir() {
+  mkdir -p "$BEYOND_DIR"
+  [ -f "$BEYOND_DIR/commit" ] || git -C "$repo" rev-parse HEAD >"$BEYOND_DIR/commit"
+  local commit src
+  commit=$(cat "$BEYOND_DIR/commit")
+  src=$BEYOND_DIR/src/$commit
+  if [ ! -f "$src/.ready" ]; then
+    rm -rf "$src"
+    git clone -q --no-checkout "$repo" "$src" && git -C "$src" checkout -q "$commit" && touch "$src/.ready" || return 1
+  fi
+  echo "$src"
+}
+
+cli() {  # the package of the pinned commit
+  OMP_NUM_THREADS=1 PYTHONPATH=$(source_dir) nice -n "$NICE" "$python" -m sb3_ofexi.cli "$@"
+}
+
+sweep() {
+  cli compare --env Pendulum-v1 --methods "$METHODS" --seeds $SEEDS --eval-episodes 10 --no-speed \
+    --out "$runs/Pendulum-v1" || return 1
+  cli compare --env Reacher-v5 --methods "$METHODS" --seeds $SEEDS --timesteps "$REACHER_STEPS" \
+    --eval-episodes 10 --no-speed --out "$runs/Reacher-v5"
+}
+
+case "${1:-start}" in
+  start)
+    [ -x "$python" ] || { echo "no $python: run 'bash scripts/study.sh' once (it makes the environment)" >&2; exit 1; }
+    src=$(source_dir) || { echo "cannot check out the pinned commit" >&2; exit 1; }
+    mkdir -p "$runs"
+    if [ -f "$BEYOND_DIR/pid" ] && kill -0 "$(cat "$BEYOND_DIR/pid")" 2>/dev/null; then
+      echo "already running (pid $(cat "$BEYOND_DIR/pid"))"; exit 0
+    fi
+    (sweep >>"$BEYOND_DIR/log.txt" 2>&1; echo "$(date -u +%FT%TZ) sweep ended: $?" >>"$BEYOND_DIR/log.txt") &
+    echo $! >"$BEYOND_DIR/pid"
+    echo "started at $(cut -c1-7 "$BEYOND_DIR/commit"): runs in $runs, log $BEYOND_DIR/log.txt"
+    ;;
+  status)
+    for env in Pendulum-v1 Reacher-v5; do
+      for method in ${METHODS//,/ }; do
+        for seed in $(seq 0 $((SEEDS - 1))); do
+          state=queued
+          [ -f "$runs/$env/$method/seed$seed/progress.json" ] && state=running
+          [ -f "$runs/$env/$method/seed$seed/summary.json" ] && state=done
+          echo "$env $method seed$seed: $state"
+        done
+      done
+    done
+    ;;
+  measure)
+    for env in Pendulum-v1 Reacher-v5; do
+      [ -d "$runs/$env" ] && cli measure "$runs/$env"
+    done
+    ;;
+  publish)  # the small files of finished runs and a report per task (no models, no absolute paths)
+    out=docs/demo/beyond-sac
+    (cd "$repo" && cli results "$out" --publish "$runs" --out "$out/RESULTS.md") || exit 1
+    cp "$BEYOND_DIR/commit" "$repo/$out/commit"
+    echo "published into $repo/$out"
+    ;;
+  *)
+    echo "usage: bash scripts/beyond_sac.sh [start|status|measure|publish]" >&2
+    exit 2
+    ;;
+esac
