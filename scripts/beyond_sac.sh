@@ -7,8 +7,8 @@
 #   bash scripts/beyond_sac.sh measure    # re-time every finished run in one sitting (latency, train step)
 #   bash scripts/beyond_sac.sh publish    # small files + report per task into docs/demo/beyond-sac/
 #
-# Runs live in $BEYOND_DIR (default ~/sb3-ofexi-beyond, outside the work tree), from a clone of the commit
-# recorded the first time the script starts (commit file), so editing the package never changes a running
+# Runs live in $BEYOND_DIR (default ~/sb3-ofexi-beyond, outside the work tree), each task's from a clone of the
+# commit recorded when its sweep first starts (runs/ENV/commit), so editing the package never changes a running
 # comparison; 'sb3-ofexi compare' resumes an interrupted sweep where it stopped. The Python environment is the
 # Hopper study's ($STUDY_DIR/venv, made by scripts/study.sh) with the clone first on PYTHONPATH.
 set -u
@@ -22,11 +22,11 @@ REACHER_STEPS=${REACHER_STEPS:-50000}
 runs=$BEYOND_DIR/runs
 python=$STUDY_DIR/venv/bin/python
 
-source_dir() {
-  mkdir -p "$BEYOND_DIR"
-  [ -f "$BEYOND_DIR/commit" ] || git -C "$repo" rev-parse HEAD >"$BEYOND_DIR/commit"
+source_dir() {  # ENV: the clone of the commit that task's sweep is pinned to
+  mkdir -p "$runs/$1"
+  [ -f "$runs/$1/commit" ] || git -C "$repo" rev-parse HEAD >"$runs/$1/commit"
   local commit src
-  commit=$(cat "$BEYOND_DIR/commit")
+  commit=$(cat "$runs/$1/commit")
   src=$BEYOND_DIR/src/$commit
   if [ ! -f "$src/.ready" ]; then
     rm -rf "$src"
@@ -35,28 +35,30 @@ source_dir() {
   echo "$src"
 }
 
-cli() {  # the package of the pinned commit
-  OMP_NUM_THREADS=1 PYTHONPATH=$(source_dir) nice -n "$NICE" "$python" -m sb3_ofexi.cli "$@"
+cli() {  # ENV ARGS...: the package of that task's pinned commit
+  local src
+  src=$(source_dir "$1") || return 1
+  shift
+  OMP_NUM_THREADS=1 PYTHONPATH=$src nice -n "$NICE" "$python" -m sb3_ofexi.cli "$@"
 }
 
 sweep() {
-  cli compare --env Pendulum-v1 --methods "$METHODS" --seeds $SEEDS --eval-episodes 10 --no-speed \
+  cli Pendulum-v1 compare --env Pendulum-v1 --methods "$METHODS" --seeds $SEEDS --eval-episodes 10 --no-speed \
     --out "$runs/Pendulum-v1" || return 1
-  cli compare --env Reacher-v5 --methods "$METHODS" --seeds $SEEDS --timesteps "$REACHER_STEPS" \
+  cli Reacher-v5 compare --env Reacher-v5 --methods "$METHODS" --seeds $SEEDS --timesteps "$REACHER_STEPS" \
     --eval-episodes 10 --no-speed --out "$runs/Reacher-v5"
 }
 
 case "${1:-start}" in
   start)
     [ -x "$python" ] || { echo "no $python: run 'bash scripts/study.sh' once (it makes the environment)" >&2; exit 1; }
-    src=$(source_dir) || { echo "cannot check out the pinned commit" >&2; exit 1; }
     mkdir -p "$runs"
     if [ -f "$BEYOND_DIR/pid" ] && kill -0 "$(cat "$BEYOND_DIR/pid")" 2>/dev/null; then
       echo "already running (pid $(cat "$BEYOND_DIR/pid"))"; exit 0
     fi
     (sweep >>"$BEYOND_DIR/log.txt" 2>&1; echo "$(date -u +%FT%TZ) sweep ended: $?" >>"$BEYOND_DIR/log.txt") &
     echo $! >"$BEYOND_DIR/pid"
-    echo "started at $(cut -c1-7 "$BEYOND_DIR/commit"): runs in $runs, log $BEYOND_DIR/log.txt"
+    echo "started: runs in $runs (each task pinned to runs/ENV/commit), log $BEYOND_DIR/log.txt"
     ;;
   status)
     for env in Pendulum-v1 Reacher-v5; do
@@ -72,13 +74,15 @@ case "${1:-start}" in
     ;;
   measure)
     for env in Pendulum-v1 Reacher-v5; do
-      [ -d "$runs/$env" ] && cli measure "$runs/$env"
+      [ -d "$runs/$env" ] && cli "$env" measure "$runs/$env"
     done
     ;;
   publish)  # the small files of finished runs and a report per task (no models, no absolute paths)
     out=docs/demo/beyond-sac
-    (cd "$repo" && cli results "$out" --publish "$runs" --out "$out/RESULTS.md") || exit 1
-    cp "$BEYOND_DIR/commit" "$repo/$out/commit"
+    (cd "$repo" && cli Pendulum-v1 results "$out" --publish "$runs" --out "$out/RESULTS.md") || exit 1
+    for env in Pendulum-v1 Reacher-v5; do
+      [ -f "$runs/$env/commit" ] && cp "$runs/$env/commit" "$repo/$out/$env/commit"
+    done
     echo "published into $repo/$out"
     ;;
   *)
