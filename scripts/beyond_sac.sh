@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The "beyond SAC" comparison (issue 27): td3 vs td3-prune-b, tqc vs tqc-prune-b, and crossq, 3 seeds, on
-# Pendulum-v1 (the YAML entries' budget) and Reacher-v5 (REACHER_STEPS env steps), one run at a time.
+# Pendulum-v1 (the YAML entries as they are) and Reacher-v5 (REACHER_STEPS env steps; td3-prune-b and tqc-prune-b at
+# the small entries' sizes, Pendulum's: 4 OFE blocks of 32 units, 128x128 -- the paper's sizes would take ~10 core-hours
+# a run here; the other entries as they are), one run at a time, one torch thread.
 #
 #   bash scripts/beyond_sac.sh            # start / resume in the background (one core, niced below the study)
 #   bash scripts/beyond_sac.sh status     # what has finished
@@ -42,11 +44,37 @@ cli() {  # ENV ARGS...: the package of that task's pinned commit
   OMP_NUM_THREADS=1 PYTHONPATH=$src nice -n "$NICE" "$python" -m sb3_ofexi.cli "$@"
 }
 
+reacher_hyperparams() {  # the package's YAML files of the pinned commit, Reacher-v5 changed as said above
+  local src=$1 out=$runs/Reacher-v5/hyperparams
+  mkdir -p "$out" && cp "$src"/hyperparams/*.yml "$out"/ || return 1
+  "$python" - "$out" "$REACHER_STEPS" <<'PY'
+import pathlib, sys
+import yaml
+out, steps = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+for path in out.glob("*.yml"):
+    entries = yaml.safe_load(path.read_text())
+    if "Reacher-v5" not in entries:
+        continue
+    entry = entries["Reacher-v5"]
+    entry["n_timesteps"] = steps  # the budget of the runs: schedule points are not rescaled
+    if path.stem in ("td3_ofexi_prune_b", "tqc_ofexi_prune_b"):
+        starts = int(entry["learning_starts"])
+        kwargs = eval(entry.get("policy_kwargs", "dict()"), {"dict": dict})  # as rl-zoo3 reads it
+        kwargs["net_arch"] = [128, 128]
+        entry.update(ofe_layers=4, ofe_units=32, policy_kwargs=f"dict(**{kwargs!r})")
+        entry["xi_start"] = starts + round(0.2 * (steps - starts))  # 0.2 of the gradient steps, after learning_starts
+    path.write_text(yaml.safe_dump(entries, sort_keys=False))
+PY
+}
+
 sweep() {
-  cli Pendulum-v1 compare --env Pendulum-v1 --methods "$METHODS" --seeds $SEEDS --eval-episodes 10 --no-speed \
+  cli Pendulum-v1 compare --env Pendulum-v1 --methods "$METHODS" --seeds $SEEDS --threads 1 --eval-episodes 10 --no-speed \
     --out "$runs/Pendulum-v1" || return 1
-  cli Reacher-v5 compare --env Reacher-v5 --methods "$METHODS" --seeds $SEEDS --timesteps "$REACHER_STEPS" \
-    --eval-episodes 10 --no-speed --out "$runs/Reacher-v5"
+  local src
+  src=$(source_dir Reacher-v5) || return 1
+  [ -d "$runs/Reacher-v5/hyperparams" ] || reacher_hyperparams "$src" || return 1
+  cli Reacher-v5 compare --env Reacher-v5 --methods "$METHODS" --seeds $SEEDS --threads 1 --timesteps "$REACHER_STEPS" \
+    --eval-episodes 10 --no-speed --hyperparams "$runs/Reacher-v5/hyperparams" --out "$runs/Reacher-v5"
 }
 
 case "${1:-start}" in
@@ -83,6 +111,11 @@ case "${1:-start}" in
     for env in Pendulum-v1 Reacher-v5; do
       [ -f "$runs/$env/commit" ] && cp "$runs/$env/commit" "$repo/$out/$env/commit"
     done
+    if [ -d "$runs/Reacher-v5/hyperparams" ]; then  # what the Reacher runs read
+      mkdir -p "$repo/$out/Reacher-v5/hyperparams"
+      cp "$runs/Reacher-v5/hyperparams"/{td3,tqc,crossq,td3_ofexi_prune_b,tqc_ofexi_prune_b,sac_ofexi_prune_b}.yml \
+        "$repo/$out/Reacher-v5/hyperparams/"
+    fi
     echo "published into $repo/$out"
     ;;
   *)

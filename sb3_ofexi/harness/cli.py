@@ -144,6 +144,7 @@ _SWEEP_KEYS = (
     "hyperparams",
     "checkpoint_steps",
     "checkpoint_minutes",
+    "threads",
 )
 
 
@@ -159,9 +160,11 @@ def _compare(args: argparse.Namespace) -> int:
             setattr(args, key, value)
     _check_checkpointing(args)
     methods = parse_methods(args.methods)
-    if args.seeds < 1 or args.jobs < 1:
-        raise ValueError(f"--seeds {args.seeds} --jobs {args.jobs}: accepted: integers >= 1")
+    if args.seeds < 1 or args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        raise ValueError(f"--seeds {args.seeds} --jobs {args.jobs} --threads {args.threads}: accepted: integers >= 1")
     specs = _specs(args, methods, list(range(args.seeds)))
+    for spec in specs:
+        spec.threads = args.threads
     save_sweep(args.out, {key: getattr(args, key) for key in _SWEEP_KEYS})
     where = f"{args.jobs} at a time" if args.backend == "local" else f"as Ray tasks ({args.address or 'local Ray'})"
     print(
@@ -319,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods", default="sac,ofe,prune-b", help=f"comma-separated, from {methods}")
     compare.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
     compare.add_argument("--jobs", type=int, default=1, help="local backend: runs in parallel processes (default: 1)")
+    compare.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per run (default: the machine's cores / --jobs; 1 beside other work, e.g. a study)",
+    )
     compare.add_argument(
         "--resume",
         action="store_true",
