@@ -245,3 +245,20 @@ def test_gym_dict_observations_are_read_flat():
     model = TQC_OFEXi("MultiInputPolicy", env, **SMALL, policy_kwargs=dict(net_arch=[16, 16], n_quantiles=3))
     model.learn(100)
     assert model.policy.ofe.obs_dim == 3
+
+
+def test_compare_runs_tqc_and_crossq_and_writes_their_summaries(tmp_path):
+    import json
+
+    from sb3_ofexi.harness.cli import main as cli_main
+
+    out = tmp_path / "Pendulum-v1"
+    args = ["compare", "--env", "Pendulum-v1", "--methods", "tqc,crossq", "--seeds", "1", "--timesteps", "300"]
+    args += ["--eval-freq", "150", "--eval-episodes", "1", "--threads", "1", "--out", str(out)]
+    assert cli_main(args) == 0
+    numbers = json.loads((out / "report.json").read_text())["methods"]
+    for method, algo in (("tqc", "TQC"), ("crossq", "CrossQ")):
+        summary = json.loads((out / method / "seed0" / "summary.json").read_text())
+        assert summary["algo"] == algo and summary["timesteps"] == 300 and summary["units"] is None
+        assert summary["params"]["deploy"] < summary["params"]["train"]
+        assert numbers[method]["deploy_latency_ms"] > 0  # the stock policy exported and timed
