@@ -35,7 +35,7 @@ status=0
 if [ "$STAGE" = tests ] || [ "$STAGE" = quick ]; then
     # every test that runs on CUDA (the rest of these files runs too: they are quick)
     python3 -m pytest -q -rs -p no:cacheprovider -n 6 tests/test_cuda_graph.py tests/test_buffers.py \
-        tests/test_pruning.py tests/test_reliability.py tests/test_compiled_step.py 2>&1 | tee "$OUT/tests.log"
+        tests/test_pruning.py tests/test_reliability.py tests/test_compiled_step.py tests/test_beyond_sac.py 2>&1 | tee "$OUT/tests.log"
     status=${PIPESTATUS[0]}
 fi
 if [ "$STAGE" = quick ]; then

@@ -262,3 +262,27 @@ def test_compare_runs_tqc_and_crossq_and_writes_their_summaries(tmp_path):
         assert summary["algo"] == algo and summary["timesteps"] == 300 and summary["units"] is None
         assert summary["params"]["deploy"] < summary["params"]["train"]
         assert numbers[method]["deploy_latency_ms"] > 0  # the stock policy exported and timed
+
+
+needs_cuda = pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    ("algo", "extra", "graphed"),
+    ((TD3_OFEXi, dict(policy_delay=1), True), (TD3_OFEXi, dict(policy_delay=2), False), (TQC_OFEXi, {}, True)),
+    ids=("TD3-delay1", "TD3-delay2", "TQC"),
+)
+def test_learns_and_prunes_on_cuda(algo, extra, graphed, tmp_path):
+    """On CUDA the step is one CUDA graph ("auto"), except TD3's with delayed actor updates; pruning
+    happens on the device; the saved model predicts the same on the CPU."""
+    model = make(algo, device="cuda", compile_step="auto", **extra)
+    model.learn(500)
+    assert model.xi_phase == "rounded" and model.step_runner.graphed is graphed
+    assert all(p.device.type == "cuda" for p in model.policy.parameters())
+    model.save(tmp_path / "model.zip")
+    on_cpu = algo.load(tmp_path / "model.zip", device="cpu")
+    obs = observations()
+    np.testing.assert_allclose(
+        on_cpu.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0], atol=1e-5
+    )
