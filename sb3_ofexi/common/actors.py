@@ -1,7 +1,10 @@
 """Gated actors every OFEXi algorithm may use: :class:`XiActor`, the squashed-Gaussian actor of
-SAC and TQC (gSDE included), on z_o = phi_o(o) (SPEC sections 2-3, 6)."""
+SAC and TQC (gSDE included), on z_o = phi_o(o) (SPEC sections 2-3, 6), and what a policy with
+one needs (:class:`XiActorPolicyMixin`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch as th
 from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution, StateDependentNoiseDistribution
@@ -103,3 +106,32 @@ class XiActor(nn.Module):
             if not bool(keep_latent.all()):
                 self.reset_noise()  # noise over the remaining units
         return keep_out
+
+
+class XiActorPolicyMixin:
+    """For an :class:`~sb3_ofexi.common.policies.OFEXiPolicy` whose actor is an :class:`XiActor`
+    (SAC's, TQC's): mixed in before it, builds the actor with gSDE's settings, resamples its
+    noise, and counts gSDE's log_std in the deploy size. The policy sets ``use_sde`` and
+    ``sde_kwargs`` (``log_std_init``, ``full_std``, ``use_expln``, ``clip_mean``) before ``_build``."""
+
+    actor: XiActor
+    activation_fn: type[nn.Module]
+    use_xi: bool
+    use_sde: bool
+    sde_kwargs: dict[str, Any]
+
+    def _make_actor(self, z_o_dim: int, action_dim: int, pi_arch: list[int]) -> XiActor:
+        return XiActor(z_o_dim, action_dim, pi_arch, self.activation_fn, self.use_xi, self.use_sde, **self.sde_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "use_sde": self.use_sde, **self.sde_kwargs}  # type: ignore[misc]
+
+    def reset_noise(self, batch_size: int = 1) -> None:
+        """gSDE: resample the actor's exploration matrices (SB3's ``policy.reset_noise``)."""
+        self.actor.reset_noise(batch_size=batch_size)
+
+    def _actor_extra_params(self, widths: list[Any], d_z_o: Any) -> Any:
+        """gSDE's log_std: one row per unit of the actor's last hidden layer."""
+        if not self.actor.use_sde:
+            return 0
+        return (widths[-1] if widths else d_z_o) * self.actor.log_std.shape[1]

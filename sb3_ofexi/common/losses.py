@@ -81,3 +81,21 @@ def ofe_loss(
     if nu is not None and nu.nu_ofe > 0:
         loss = loss + nu.ofe(policy)
     return loss, pred_loss.detach()
+
+
+def policy_forward(
+    policy: Any, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor
+) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    """OFE features (evaluation mode, no graph) and a stochastic actor's actions on z_o (with
+    graph), SAC's and TQC's: ``z_o, next_z_o, z_oa, actions_pi, log_prob``.
+
+    Everything returned is differentiated by one backward (the actor's): a compiled piece is one
+    autograd node, so the entropy loss, which needs its own backward, is not here.
+    """
+    ofe = policy.ofe
+    with th.no_grad():
+        # obs and next_obs in one batch (Algorithm 1, lines 12-13); BN uses running stats
+        z_o, next_z_o = ofe.features_o(th.cat([obs, next_obs])).chunk(2)
+        z_oa = ofe.features_oa(z_o, actions)
+    actions_pi, log_prob = policy.actor.action_log_prob(z_o)
+    return z_o, next_z_o, z_oa, actions_pi, log_prob.reshape(-1, 1)

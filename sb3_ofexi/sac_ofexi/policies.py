@@ -10,12 +10,12 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_ofexi.common.actors import LOG_STD_MAX, LOG_STD_MIN, XiActor  # noqa: F401 (re-exported)
+from sb3_ofexi.common.actors import LOG_STD_MAX, LOG_STD_MIN, XiActor, XiActorPolicyMixin  # noqa: F401 (re-exported)
 from sb3_ofexi.common.complexity import count_params, mlp_param_count
 from sb3_ofexi.common.policies import OFEXiPolicy, XiCritic, XiMlp, l2_weights  # noqa: F401 (re-exported)
 
 
-class SACOFEXiPolicy(OFEXiPolicy):
+class SACOFEXiPolicy(XiActorPolicyMixin, OFEXiPolicy):
     """SAC policy whose actor reads z_o = phi_o(o) and whose critics read z_oa = phi_oa([z_o, a]):
     :class:`~sb3_ofexi.common.policies.OFEXiPolicy` with a squashed-Gaussian :class:`XiActor`.
 
@@ -67,22 +67,6 @@ class SACOFEXiPolicy(OFEXiPolicy):
             log_std_init=log_std_init, full_std=full_std, use_expln=use_expln, clip_mean=clip_mean
         )
         self._build(lr_schedule)
-
-    def _make_actor(self, z_o_dim: int, action_dim: int, pi_arch: list[int]) -> XiActor:
-        return XiActor(z_o_dim, action_dim, pi_arch, self.activation_fn, self.use_xi, self.use_sde, **self.sde_kwargs)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "use_sde": self.use_sde, **self.sde_kwargs}
-
-    def reset_noise(self, batch_size: int = 1) -> None:
-        """gSDE: resample the actor's exploration matrices (SB3's ``policy.reset_noise``)."""
-        self.actor.reset_noise(batch_size=batch_size)
-
-    def _actor_extra_params(self, widths: list[Any], d_z_o: Any) -> Any:
-        """gSDE's log_std: one row per unit of the actor's last hidden layer."""
-        if not self.actor.use_sde:
-            return 0
-        return (widths[-1] if widths else d_z_o) * self.actor.log_std.shape[1]
 
     def paper_param_counts(self) -> dict[str, int]:
         """The paper's Table 4 convention: deploy as :meth:`param_counts`; train without f_pred

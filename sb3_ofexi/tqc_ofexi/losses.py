@@ -9,23 +9,10 @@ from __future__ import annotations
 import torch as th
 from sb3_contrib.common.utils import quantile_huber_loss
 
-from sb3_ofexi.common.losses import NuTerms, ofe_loss
+from sb3_ofexi.common.losses import NuTerms, ofe_loss, policy_forward
 from sb3_ofexi.tqc_ofexi.policies import TQCOFEXiPolicy
 
 __all__ = ["actor_loss", "critic_loss", "ofe_loss", "policy_forward"]
-
-
-def policy_forward(
-    policy: TQCOFEXiPolicy, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor
-) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-    """OFE features (evaluation mode, no graph) and the actor's actions on z_o (with graph):
-    ``z_o, next_z_o, z_oa, actions_pi, log_prob``."""
-    ofe = policy.ofe
-    with th.no_grad():
-        z_o, next_z_o = ofe.features_o(th.cat([obs, next_obs])).chunk(2)
-        z_oa = ofe.features_oa(z_o, actions)
-    actions_pi, log_prob = policy.actor.action_log_prob(z_o)
-    return z_o, next_z_o, z_oa, actions_pi, log_prob.reshape(-1, 1)
 
 
 def critic_loss(

@@ -10,11 +10,11 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_ofexi.common.actors import XiActor
+from sb3_ofexi.common.actors import XiActor, XiActorPolicyMixin
 from sb3_ofexi.common.policies import OFEXiPolicy, XiCritic
 
 
-class TQCOFEXiPolicy(OFEXiPolicy):
+class TQCOFEXiPolicy(XiActorPolicyMixin, OFEXiPolicy):
     """TQC policy (Kuznetsov et al. 2020, as sb3-contrib's TQC) whose actor reads z_o = phi_o(o) and
     whose ``n_critics`` critics each give ``n_quantiles`` quantiles of the return from z_oa.
 
@@ -72,29 +72,11 @@ class TQCOFEXiPolicy(OFEXiPolicy):
         )
         self._build(lr_schedule)
 
-    def _make_actor(self, z_o_dim: int, action_dim: int, pi_arch: list[int]) -> XiActor:
-        return XiActor(z_o_dim, action_dim, pi_arch, self.activation_fn, self.use_xi, self.use_sde, **self.sde_kwargs)
-
     def _make_critic(self, z_oa_dim: int, critic_arch: list[list[int]]) -> XiCritic:
         return XiCritic(z_oa_dim, critic_arch, self.activation_fn, self.use_xi, out_features=self.n_quantiles)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {
-            **super()._get_constructor_parameters(),
-            "n_quantiles": self.n_quantiles,
-            "use_sde": self.use_sde,
-            **self.sde_kwargs,
-        }
-
-    def reset_noise(self, batch_size: int = 1) -> None:
-        """gSDE: resample the actor's exploration matrices (SB3's ``policy.reset_noise``)."""
-        self.actor.reset_noise(batch_size=batch_size)
-
-    def _actor_extra_params(self, widths: list[Any], d_z_o: Any) -> Any:
-        """gSDE's log_std: one row per unit of the actor's last hidden layer."""
-        if not self.actor.use_sde:
-            return 0
-        return (widths[-1] if widths else d_z_o) * self.actor.log_std.shape[1]
+        return {**super()._get_constructor_parameters(), "n_quantiles": self.n_quantiles}
 
 
 MlpPolicy = TQCOFEXiPolicy
