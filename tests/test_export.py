@@ -3,8 +3,10 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
+from torch import nn
 
-from sb3_ofexi.common.export import run_exported
+from sb3_ofexi.common.export import EXPORT_ATOL, _fold_norms, export_policy, run_exported
 from sb3_ofexi.harness.cli import main as cli_main
 
 from .conftest import make_model
@@ -86,3 +88,83 @@ def test_export_check_tolerance_scales_with_the_action_bound(tmp_path, models, m
             model.export_policy(tmp_path / "policy.onnx")
     else:
         model.export_policy(tmp_path / "policy.onnx")
+
+
+def test_nan_never_passes_the_check(tmp_path, models, monkeypatch):
+    from sb3_ofexi.common import export
+
+    real = export.run_exported
+
+    def one_nan(path, obs):
+        actions = real(path, obs)
+        actions[5, 1] = np.nan
+        return actions
+
+    monkeypatch.setattr(export, "run_exported", one_nan)
+    with pytest.raises(RuntimeError, match=r"policy.pt returns NaN or inf for finite observations"):
+        models["fresh"].export_policy(tmp_path / "policy.pt")
+
+
+def _random_statistics(norm: nn.Module, generator: th.Generator) -> None:
+    with th.no_grad():
+        for name, tensor in [*norm.named_parameters(), *norm.named_buffers()]:
+            if name in ("running_var", "ra_var"):
+                tensor.copy_(th.rand(tensor.shape, generator=generator) * 2 + 0.1)
+            elif tensor.is_floating_point():
+                tensor.copy_(th.randn(tensor.shape, generator=generator))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_normalisations_before_a_linear_are_folded(affine):
+    """BatchNorm1d (evaluation statistics) and BatchRenorm in front of a Linear, across two parts;
+    one that feeds no Linear, and a BatchNorm1d without running statistics, are kept."""
+    BatchRenorm1d = pytest.importorskip("sb3_contrib.common.torch_layers").BatchRenorm1d
+    generator = th.Generator().manual_seed(0)
+    first = nn.Sequential(nn.BatchNorm1d(5, affine=affine), nn.Linear(5, 8), nn.ReLU(), BatchRenorm1d(8, affine=affine))
+    second = nn.Sequential(nn.Linear(8, 3), nn.BatchNorm1d(3, track_running_stats=False), nn.Tanh(), nn.BatchNorm1d(3))
+    for module in [*first, *second]:
+        _random_statistics(module, generator)
+    first.eval()
+    second.eval()
+    folded = _fold_norms(first, second)
+    assert [type(m) for m in folded[0]] == [nn.Linear, nn.ReLU]
+    assert [type(m) for m in folded[1]] == [nn.Linear, nn.BatchNorm1d, nn.Tanh, nn.BatchNorm1d]
+    x = th.randn(64, 5, generator=generator) * 3
+    with th.no_grad():
+        np.testing.assert_allclose(second(first(x)), folded[1].eval()(folded[0](x)), atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def crossq():
+    """sb3-contrib's CrossQ: BatchRenorm in front of each actor Linear, running statistics moved by training."""
+    CrossQ = pytest.importorskip("sb3_contrib").CrossQ
+    model = CrossQ(
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_starts=64,
+        batch_size=32,
+        policy_kwargs=dict(net_arch=[32, 32]),
+        seed=0,
+        device="cpu",
+    )
+    model.learn(300)
+    norm = model.actor.latent_pi[0]
+    assert not th.allclose(norm.ra_mean, th.zeros(3), atol=1e-2) and not th.allclose(norm.ra_var, th.ones(3), atol=1e-2)
+    return model
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_crossq_batch_renorm_is_folded(tmp_path, crossq, suffix):
+    path = tmp_path / f"policy{suffix}"
+    deployed = export_policy(crossq, path)
+    assert {type(m) for m in deployed.modules()} <= {type(deployed), nn.Sequential, nn.Linear, nn.ReLU}
+    space = crossq.observation_space
+    obs = np.random.default_rng(1).uniform(1.5 * space.low, 1.5 * space.high, (1000, 3)).astype(np.float32)
+    expected, _ = crossq.predict(obs, deterministic=True)
+    bound = float(np.abs(crossq.action_space.high).max())
+    np.testing.assert_allclose(run_exported(path, obs), expected, atol=EXPORT_ATOL * bound, rtol=0)
+    if suffix == ".onnx":  # BatchRenorm's (x - mean) / sqrt(var + eps) * scale + bias is gone from the graph
+        import onnx
+
+        ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert not ops & {"Sub", "Div", "Sqrt", "BatchNormalization"}, ops

@@ -1,26 +1,21 @@
 """Deploy without Python: the deterministic policy as dependency-free C99 (a ``.h`` and a ``.c``).
 
 The C code is generated from the same folded module as the ONNX / TorchScript export
-(:func:`sb3_ofexi.common.export.deployed_policy`: BatchNorm, the thetas and the DenseNet's diagonal
-V already folded into the Linear layers, pruned units gone). The module is first read into a
-small intermediate representation, a list of ops:
-
-* :class:`Normalize` -- VecNormalize's ``clip((obs - mean) / sqrt(var + eps), -clip, clip)``;
-* :class:`Linear` -- ``y = act(W x + b)``, or with ``concat`` a DenseNet block ``z <- [act(W z + b), z]``;
-* :class:`Elementwise` -- an activation on its own (the tanh after a clamped mean);
-* :class:`Clamp` -- gSDE's clipped mean (``Hardtanh``);
-* :class:`Rescale` -- SB3's action rescaling ``a * half_range + center``.
-
-:func:`generate_c` walks that list. Another deterministic actor plugs in by building its folded
-module and registering how it reads as ops (:func:`register_ir_extractor`): SB3's TD3 actor
-(``Sequential`` of Linear / ReLU ending in Tanh, then the same rescaling) is
-:func:`sequential_ops` plus a :class:`Rescale`; TQC's actor is SAC's; TD3_OFEXi and TQC_OFEXi
-fold into :class:`~sb3_ofexi.common.export.DeployedPolicy` like SAC_OFEXi.
+(:func:`sb3_ofexi.common.export.deployed_policy`: BatchNorm / BatchRenorm, the thetas and the
+DenseNet's diagonal V already folded into the Linear layers, pruned units gone), read first into
+a list of ops (:class:`Normalize`, :class:`Linear` -- with ``concat`` a DenseNet block --,
+:class:`Elementwise`, :class:`Clamp`, :class:`Rescale`) that :func:`generate_c` walks, one
+emitter per op (:class:`_Writer`). Another deterministic actor plugs in by building its folded
+module and registering how it reads as ops (:func:`register_ir_extractor`), as SB3's TD3 actor
+does (:func:`sequential_ops` plus a :class:`Rescale`); TQC's and CrossQ's actors are SAC's;
+TD3_OFEXi and TQC_OFEXi fold into :class:`~sb3_ofexi.common.export.DeployedPolicy` like SAC_OFEXi.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 import os
 import pathlib
 import re
@@ -29,7 +24,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -38,14 +33,18 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
 from sb3_ofexi.common.c_build import CFLAGS, CPolicy, find_compiler, need_compiler
-from sb3_ofexi.common.export import (
+from sb3_ofexi.common.deploy import (
     EXPORT_ATOL,
     DeployedPolicy,
     SACDeployedPolicy,
     TD3DeployedPolicy,
     _action_scale,
     _sample_observations,
+    c_location,
+    check_against_predict,
     deployed_policy,
+    finite_box,
+    observation_dim,
 )
 from sb3_ofexi.version import __version__
 
@@ -64,19 +63,27 @@ CHECK_OBSERVATIONS = 1000
 PAD = {"float32": 4, "int8": 16}
 #: inputs a dense layer adds per pass over its sums (see generate_c)
 UNROLL = 4
+#: in the provenance comment on top of every file written: a file without it is not overwritten
+GENERATED_MARK = "Exported by sb3_ofexi"
 
 _C_KEYWORDS = frozenset(
     "auto break case char const continue default do double else enum extern float for goto if inline int long "
-    "register restrict return short signed sizeof static struct switch typedef union unsigned void volatile while "
-    "_Bool _Complex _Imaginary".split()
+    "register restrict return short signed sizeof static struct switch typedef union unsigned void volatile while".split()
+)
+#: the standard C headers' stems: ``math.h`` beside the source would hide ``<math.h>`` (compared
+#: without case: macOS and Windows file systems ignore it)
+_C_HEADERS = frozenset(
+    "assert complex ctype errno fenv float inttypes iso646 limits locale math setjmp signal stdalign stdarg "
+    "stdatomic stdbit stdbool stdckdint stddef stdint stdio stdlib stdnoreturn string tgmath threads time uchar "
+    "wchar wctype".split()
 )
 
 
 # --- the intermediate representation ---------------------------------------------------------
 @dataclass(frozen=True)
 class Activation:
-    """An elementwise nonlinearity: ``kind`` from :data:`ACTIVATIONS`; ``alpha`` is ELU's alpha or
-    LeakyReLU's negative slope."""
+    """An elementwise nonlinearity: ``kind`` one of ``identity relu silu tanh elu leaky_relu``;
+    ``alpha`` is ELU's alpha or LeakyReLU's negative slope."""
 
     kind: str = "identity"
     alpha: float = 0.0
@@ -90,7 +97,6 @@ _ACTIVATION_MODULES: dict[type[nn.Module], str] = {
     nn.ELU: "elu",
     nn.LeakyReLU: "leaky_relu",
 }
-ACTIVATIONS = tuple(_ACTIVATION_MODULES.values())
 #: the modules the C exporter reads, for error messages
 ACCEPTED_MODULES = "Linear, ReLU, SiLU, Tanh, ELU, LeakyReLU, Identity, Hardtanh (a clamp), Sequential"
 
@@ -148,7 +154,7 @@ class Clamp:
 @dataclass
 class Normalize:
     """VecNormalize: ``clip((obs - mean) / std, -clip, clip)`` with ``std = sqrt(var + epsilon)``,
-    in double precision as numpy computes it, then rounded to float."""
+    in double precision as numpy computes it, then rounded to float; ``clip`` may be ``inf``."""
 
     mean: np.ndarray  # float64
     std: np.ndarray  # float64
@@ -188,27 +194,24 @@ class PolicyIR:
             out.append(width)
         return out
 
-    @property
-    def act_dim(self) -> int:
-        return self.widths()[-1] if self.ops else self.obs_dim
-
     def validate(self) -> None:
         self.widths()
         for k, op in enumerate(self.ops):
-            names = ("weight", "bias", "mean", "std", "half_range", "center", "low", "high", "clip")
+            names = ("weight", "bias", "mean", "std", "half_range", "center", "low", "high")
             values = [np.asarray(getattr(op, name)) for name in names if hasattr(op, name)]
             if not all(np.isfinite(v).all() for v in values):
                 raise ValueError(f"C export: op {k} ({type(op).__name__}) holds NaN or inf: accepted: finite values")
+            if isinstance(op, Normalize) and not op.clip > 0:
+                raise ValueError(f"C export: VecNormalize's clip_obs={op.clip!r}: accepted: a number > 0 (or inf)")
             if isinstance(op, Rescale) and k != len(self.ops) - 1:
                 raise ValueError(f"C export: the rescaling is op {k}: accepted: only as the last op")
 
 
-_Module = TypeVar("_Module", bound=nn.Module)
 IRExtractor = Callable[[Any], list[Op]]
 _EXTRACTORS: dict[type[nn.Module], IRExtractor] = {}
 
 
-def register_ir_extractor(module_type: type[_Module]) -> Callable[[IRExtractor], IRExtractor]:
+def register_ir_extractor(module_type: type[nn.Module]) -> Callable[[IRExtractor], IRExtractor]:
     """Declare how a folded deployment module (e.g. a future TD3's) reads as ops."""
 
     def decorator(function: IRExtractor) -> IRExtractor:
@@ -419,8 +422,9 @@ def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 8) -> st
     return f"static const {ctype} {name}[{values.shape[0]}][{values.shape[1]}] = {{\n{body}\n}};"
 
 
+#: NaN goes through every activation, as in torch
 _C_ACTIVATIONS = {
-    "relu": "static float act_relu(float v) { return v > 0.0f ? v : 0.0f; }",
+    "relu": "static float act_relu(float v) { return v < 0.0f ? 0.0f : v; }",
     "silu": "static float act_silu(float v) { return v / (1.0f + expf(-v)); }",
     "tanh": "static float act_tanh(float v) { return tanhf(v); }",
     "elu": "static float act_elu(float v, float alpha) { return v > 0.0f ? v : alpha * expm1f(v); }",
@@ -456,288 +460,302 @@ class CCode:
     header: str
     source: str
     layers: list[LayerStorage]
-    obs_dim: int
-    act_dim: int
+    notes: list[str]  # what each op became, for the provenance comment
 
 
 def check_name(name: str) -> str:
-    """``name`` if it is a C identifier (and not a keyword), else a ``ValueError``."""
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name in _C_KEYWORDS:
+    """``name`` if it makes safe C names and files (``<name>_act``, ``<name>.h``), else a ``ValueError``."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name in _C_KEYWORDS:
         raise ValueError(
-            f"C export: name {name!r} is not a C identifier: accepted: letters, digits and '_', "
-            "not starting with a digit, not a C keyword (e.g. name='pendulum_policy')"
+            f"C export: name {name!r} is not accepted: accepted: a C identifier of letters, digits and '_' "
+            "that starts with a letter (a leading '_' is reserved to the C implementation) and is not a C "
+            "keyword (e.g. name='pendulum_policy')"
+        )
+    if name.lower() in _C_HEADERS:
+        raise ValueError(
+            f"C export: name {name!r} would write {name}.h, which can hide the standard <{name.lower()}.h> "
+            "(the source's folder is searched first; some file systems ignore case): accepted: another "
+            f"name (e.g. name='{name}_policy')"
         )
     return name
+
+
+def _check_options(dtype: str, sparse: str) -> None:
+    if dtype not in DTYPES:
+        raise ValueError(f"C export: dtype={dtype!r}: accepted: {', '.join(DTYPES)}")
+    if sparse not in SPARSE_MODES:
+        raise ValueError(f"C export: sparse={sparse!r}: accepted: {', '.join(SPARSE_MODES)}")
+
+
+class _Writer:
+    """``<name>_act`` being generated, one op after the other: static arrays (``data``), local
+    arrays, statements (``body``). Local names: arrays ``x<k>``, ``h<k>``, ``z<k>`` (op k's),
+    ``acc``; scalars ``i``, ``j``, ``k``, ``v``, ``sum``, ``in0`` .. ``in3``, ``in_j``."""
+
+    def __init__(self, ir: PolicyIR, dtype: str, sparse: str) -> None:
+        self.ir, self.dtype, self.sparse, self.widths = ir, dtype, sparse, ir.widths()
+        self.data: list[str] = []
+        self.body: list[str] = []
+        self.local: list[str] = []
+        self.layers: list[LayerStorage] = []
+        self.used: set[str] = set()  # activations and loop variables that appear
+        self.accumulator = 0  # floats in acc, a dense layer's sums
+        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        """A comment in the code, and a line of the provenance's ops."""
+        self.notes.append(text)
+        self.body.append(f"    /* {text} */")
+
+    def static(self, comment: str, *arrays: tuple[str, str, np.ndarray]) -> None:
+        self.data += [f"/* {comment} */", *(_c_array(*array) for array in arrays)]
+
+    def array(self, prefix: str, size: int, k: int) -> _Vector:
+        self.local.append(f"float {prefix}{k}[{size}];")
+        return _Vector(f"{prefix}{k}", 0, size)
+
+    def concat(self, k: int) -> bool:
+        op = self.ir.ops[k] if k < len(self.ir.ops) else None
+        return isinstance(op, Linear) and op.concat
+
+    def densenet(self, first: int, width: int, k: int) -> _Vector:
+        """One array for the DenseNet of blocks ``first, first + 1, ...``: its input (``width``
+        floats, where this returns) at the end, each block's units in front of the previous
+        vector, so the concatenations cost nothing."""
+        end = first
+        while self.concat(end):
+            end += 1
+        z = self.array("z", self.widths[end - 1], k)
+        self.body.append(f"    /* DenseNet: {z.array} = [block {end - first - 1}, ..., block 0, input] */")
+        return _Vector(z.array, z.width - width, width)
+
+    def copy(self, source: _Vector, target: _Vector) -> _Vector:
+        self.body.append(f"    for (i = 0; i < {source.width}; ++i) {target.at('i')} = {source.at('i')};")
+        return target
+
+    def writable(self, vector: _Vector, k: int) -> _Vector:
+        """A copy of the (const) input before an in-place op."""
+        return self.copy(vector, self.array("x", vector.width, k)) if vector.array == "obs" else vector
+
+    def normalize(self, k: int, op: Normalize) -> _Vector:
+        """Written straight into the DenseNet's tail when one follows."""
+        width = self.ir.obs_dim
+        target = self.densenet(k + 1, width, k) if self.concat(k + 1) else self.array("x", width, k)
+        mean, std = ("double", f"obs_mean{k}", op.mean), ("double", f"obs_std{k}", op.std)
+        self.static(f"op {k}: VecNormalize's mean and sqrt(var + epsilon)", mean, std)
+        value = f"((double)obs[i] - obs_mean{k}[i]) / obs_std{k}[i]"
+        what = f"op {k}: VecNormalize of obs, in double as numpy computes it:"
+        if np.isinf(op.clip):  # clip_obs=inf: nothing to clip
+            self.note(f"{what} (obs - mean) / sqrt(var + eps), no clip (clip_obs is inf)")
+            self.body.append(f"    for (i = 0; i < {width}; ++i) {target.at('i')} = (float)({value});")
+            return target
+        clip = _c_double(op.clip)
+        self.note(f"{what} clip((obs - mean) / sqrt(var + eps), -{op.clip:g}, {op.clip:g})")
+        self.body += [
+            f"    for (i = 0; i < {width}; ++i) {{",
+            f"        double v = {value};",
+            f"        {target.at('i')} = (float)(v < -{clip} ? -{clip} : (v > {clip} ? {clip} : v));",
+            "    }",
+        ]
+        return target
+
+    def linear(self, k: int, op: Linear, vector: _Vector) -> _Vector:
+        rows, cols = op.weight.shape
+        storage = layer_storage(k, op, self.dtype, self.sparse)
+        self.layers.append(storage)
+        if rows == 0:  # every unit pruned: a DenseNet block adds nothing, a plain layer leaves nothing
+            self.note(f"op {k}: Linear {cols} -> 0: every unit was pruned")
+            return vector if op.concat else _Vector("obs", 0, 0)
+        self.used.add(op.activation.kind)
+        out = _Vector(vector.array, vector.offset - rows, rows) if op.concat else self.array("h", rows, k)
+        kind = op.activation.kind
+        if cols == 0:  # fed by a layer pruned to nothing
+            self.static(
+                f"op {k}: bias (the layer has no inputs left: its output is act(bias))", ("float", f"l{k}_b", op.bias)
+            )
+            self.note(f"op {k}: Linear 0 -> {rows}, {kind}: no inputs left")
+            self.body.append(f"    for (i = 0; i < {rows}; ++i) {out.at('i')} = {_apply(op.activation, f'l{k}_b[i]')};")
+            return _Vector(out.array, out.offset, rows + cols) if op.concat else out
+        what = (
+            f"DenseNet block, {cols} -> {rows} units, then concat -> {cols + rows}"
+            if op.concat
+            else f"Linear {cols} -> {rows}"
+        )
+        form = f"{'CSR' if storage.sparse else 'dense'} {self.dtype}, {storage.bytes_stored:,} bytes"
+        self.note(f"op {k}: {what}, {kind}; {storage.nonzero:,} of {rows * cols:,} weights nonzero, {form}")
+        values, ctype, cast = op.weight, "float", ""
+        if self.dtype == "int8":
+            values, scale = quantize_int8(op.weight)
+            ctype, cast = "signed char", "(float)"
+            self.static(f"op {k}: per-row scales of the int8 weights (w = q * scale)", ("float", f"l{k}_scale", scale))
+        scaled = f" * l{k}_scale[i]" if self.dtype == "int8" else ""
+        store = f"{out.at('i')} = {_apply(op.activation, f'%s{scaled} + l{k}_b[i]')};"  # %s: the sum
+        (self.csr if storage.sparse else self.dense)(k, values, ctype, cast, vector, store)
+        self.static(f"op {k}: bias", ("float", f"l{k}_b", op.bias))
+        return _Vector(out.array, out.offset, rows + cols) if op.concat else out
+
+    def csr(self, k: int, values: np.ndarray, ctype: str, cast: str, vector: _Vector, store: str) -> None:
+        """Compressed sparse rows; ``store`` writes output i from its sum (``%s``)."""
+        rows, cols = values.shape
+        nz_rows, nz_cols = np.nonzero(values)
+        pointers = np.concatenate([[0], np.cumsum(np.bincount(nz_rows, minlength=rows))])
+        entries = values[nz_rows, nz_cols]
+        if len(entries) == 0:  # C has no empty arrays: one unused entry
+            entries, nz_cols = np.zeros(1, values.dtype), np.zeros(1, np.int64)
+        self.static(
+            f"op {k}: weights in compressed sparse rows: row i's are entries rows[i] .. rows[i + 1] - 1",
+            (ctype, f"l{k}_values", entries),
+            (_index_type(cols - 1)[0], f"l{k}_cols", nz_cols),
+            (_index_type(int(pointers[-1]))[0], f"l{k}_rows", pointers),
+        )
+        product = f"{cast}l{k}_values[k] * {vector.at(f'l{k}_cols[k]')}"
+        self.body += [
+            f"    for (i = 0; i < {rows}; ++i) {{",
+            "        float sum = 0.0f;",
+            f"        for (k = l{k}_rows[i]; k < l{k}_rows[i + 1]; ++k) sum += {product};",
+            f"        {store % 'sum'}",
+            "    }",
+        ]
+        self.used.add("k")
+
+    def dense(self, k: int, values: np.ndarray, ctype: str, cast: str, vector: _Vector, store: str) -> None:
+        """Input-major loops into ``acc``: each output still sums its inputs in order j = 0, 1, ...
+        (as a plain dot product: the parentheses fix the order, so a CSR layer gives the same bits
+        for finite inputs; a NaN or inf input times a stored zero is NaN here only), but the inner
+        loop runs over independent outputs, which -O2 vectorises; UNROLL inputs per pass over acc
+        saves loads and stores of the sums."""
+        rows, cols = values.shape
+        padded = _padded(rows, self.dtype)
+        self.accumulator = max(self.accumulator, padded)
+        stored = np.zeros((cols, padded), values.dtype)
+        stored[:, :rows] = values.T
+        pad = f", padded to {padded} with zeros" if padded > rows else ""
+        comment = f"op {k}: weights, transposed: row j holds input j's weight for every output ({rows} outputs{pad})"
+        self.static(comment, (ctype, f"l{k}_w", stored))
+        self.body.append(f"    for (i = 0; i < {padded}; ++i) acc[i] = 0.0f;")
+        if cols >= UNROLL:
+            terms = f"acc[i] + {cast}l{k}_w[j][i] * in0"
+            for u in range(1, UNROLL):
+                terms = f"({terms}) + {cast}l{k}_w[j + {u}][i] * in{u}"
+            inputs = ", ".join(f"in{u} = {vector.at(f'j + {u}' if u else 'j')}" for u in range(UNROLL))
+            self.body += [
+                f"    for (j = 0; j + {UNROLL} <= {cols}; j += {UNROLL}) {{",
+                f"        const float {inputs};",
+                f"        for (i = 0; i < {padded}; ++i)",
+                f"            acc[i] = {terms};",
+                "    }",
+            ]
+        if cols % UNROLL:
+            self.body += [
+                f"    for ({'' if cols >= UNROLL else 'j = 0'}; j < {cols}; ++j) {{",
+                f"        const float in_j = {vector.at('j')};",
+                f"        for (i = 0; i < {padded}; ++i) acc[i] += {cast}l{k}_w[j][i] * in_j;",
+                "    }",
+            ]
+        self.body.append(f"    for (i = 0; i < {rows}; ++i) {store % 'acc[i]'}")
+        self.used.add("j")
+
+    def elementwise(self, k: int, op: Elementwise | Clamp, vector: _Vector) -> _Vector:
+        """An activation or a clamp, in place."""
+        vector = self.writable(vector, k)
+        value = vector.at("i")
+        if isinstance(op, Elementwise):
+            self.used.add(op.activation.kind)
+            self.note(f"op {k}: {op.activation.kind}")
+            new = _apply(op.activation, value)
+        else:
+            low, high = _c_float(op.low), _c_float(op.high)
+            self.note(f"op {k}: clamp to [{op.low:g}, {op.high:g}]")
+            new = f"{value} < {low} ? {low} : ({value} > {high} ? {high} : {value})"
+        self.body.append(f"    for (i = 0; i < {vector.width}; ++i) {value} = {new};")
+        return vector
+
+    def rescale(self, k: int, op: Rescale, vector: _Vector) -> _Vector:
+        half_range, center = ("float", "half_range", op.half_range), ("float", "center", op.center)
+        comment = f"op {k}: SB3's action rescaling, low + 0.5 (a + 1) (high - low) = a * half_range + center"
+        self.static(comment, half_range, center)
+        self.note(f"op {k}: rescale to the action space's bounds")
+        value = f"{vector.at('i')} * half_range[i] + center[i]"
+        self.body.append(f"    for (i = 0; i < {vector.width}; ++i) action[i] = {value};")
+        return _Vector("action", 0, vector.width)
+
+    def source(self, name: str) -> str:
+        if self.accumulator:
+            self.local.append(
+                f"float acc[{self.accumulator}]; /* a dense layer's sums (outputs padded, see the weights) */"
+            )
+        self.local += [
+            "int i;",
+            *(["int j;"] if "j" in self.used else []),
+            *(["unsigned int k;"] if "k" in self.used else []),
+        ]
+        helpers = [_C_ACTIVATIONS[kind] for kind in _C_ACTIVATIONS if kind in self.used]
+        lines = ["#include <math.h>", "", f'#include "{name}.h"', "", *helpers, *([""] if helpers else [])]
+        lines += [block if block.startswith("/*") else f"{block}\n" for block in self.data]
+        lines += [f"void {name}_act(const float *obs, float *action)", "{", *(f"    {line}" for line in self.local)]
+        return "\n".join([*lines, "", *self.body, "}", ""])
+
+
+#: the header; its guard in the name's case, as the other macros: names that differ in case differ here
+_HEADER = """\
+#ifndef {name}_POLICY_H_
+#define {name}_POLICY_H_
+
+/* floats read from obs and written to action by {name}_act */
+#define {name}_OBS_DIM {obs_dim}
+#define {name}_ACT_DIM {act_dim}
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+/* The deterministic action for one observation: obs[{name}_OBS_DIM] -> action[{name}_ACT_DIM],
+ * rescaled to the action space's bounds, as predict(obs, deterministic=True). Reentrant: no
+ * state, no dynamic memory; the stack holds the layers' outputs. */
+void {name}_act(const float *obs, float *action);
+
+#ifdef __cplusplus
+}}
+#endif
+
+#endif /* {name}_POLICY_H_ */
+"""
 
 
 def generate_c(ir: PolicyIR, name: str, dtype: str = "float32", sparse: str = "auto") -> CCode:
     """The C99 text of ``ir``: ``void <name>_act(const float *obs, float *action)``, static const
     weights, no dynamic memory, nothing but ``<math.h>``."""
     check_name(name)
-    if dtype not in DTYPES:
-        raise ValueError(f"C export: dtype={dtype!r}: accepted: {', '.join(DTYPES)}")
-    if sparse not in SPARSE_MODES:
-        raise ValueError(f"C export: sparse={sparse!r}: accepted: {', '.join(SPARSE_MODES)}")
+    _check_options(dtype, sparse)
     ir.validate()
-    widths = ir.widths()
-    data: list[str] = []  # static arrays
-    body: list[str] = []  # statements of <name>_act
-    local: list[str] = []  # local arrays of <name>_act
-    layers: list[LayerStorage] = []
-    used: set[str] = set()  # activations and loop variables that appear
+    out = _Writer(ir, dtype, sparse)
     vector = _Vector("obs", 0, ir.obs_dim)
-    accumulator = 0
-
-    def new_array(prefix: str, size: int, op: int) -> str:
-        array = f"{prefix}{op}"
-        local.append(f"float {array}[{size}];")
-        return array
-
-    def concat(index: int) -> bool:
-        op = ir.ops[index] if index < len(ir.ops) else None
-        return isinstance(op, Linear) and op.concat
-
-    def open_densenet(first: int, width: int, k: int) -> _Vector:
-        """One array for the DenseNet of blocks ``first, first + 1, ...``: its input at the end,
-        each block's units in front of the previous vector, so the concatenations cost nothing."""
-        end = first
-        while concat(end):
-            end += 1
-        total = widths[end - 1]
-        z = new_array("z", total, k)
-        body.append(f"    /* DenseNet: {z} = [block {end - first - 1}, ..., block 0, input] */")
-        return _Vector(z, total - width, width)
-
-    def writable(vector: _Vector, k: int) -> _Vector:
-        """A copy of the (const) input before an in-place op."""
-        if vector.array != "obs":
-            return vector
-        copy = _Vector(new_array("x", vector.width, k), 0, vector.width)
-        body.append(f"    for (i = 0; i < {vector.width}; ++i) {copy.at('i')} = obs[i];")
-        return copy
-
     # a layer left without inputs (its predecessor pruned to nothing) outputs act(bias): what comes
     # before it does not reach the action, and is not emitted (C would warn about unused values)
     start = max((k for k, op in enumerate(ir.ops) if isinstance(op, Linear) and op.weight.shape[1] == 0), default=0)
     if start:
-        body.append(f"    (void)obs; /* ops 0 to {start - 1} do not reach the action: op {start} has no inputs */")
+        out.body.append(f"    (void)obs; /* ops 0 to {start - 1} do not reach the action: op {start} has no inputs */")
         vector = _Vector("obs", 0, 0)
     in_densenet = False
     for k, op in enumerate(ir.ops):
-        if k < start:
+        if k < start or (isinstance(op, Elementwise | Clamp) and vector.width == 0):
+            out.notes.append(f"op {k}: {type(op).__name__}: not emitted (no path to the action)")
             continue
-        if concat(k) and not in_densenet:
-            target = open_densenet(k, vector.width, k)
-            body.append(f"    for (i = 0; i < {vector.width}; ++i) {target.at('i')} = {vector.at('i')};")
-            vector, in_densenet = target, True
+        if out.concat(k) and not in_densenet:
+            vector, in_densenet = out.copy(vector, out.densenet(k, vector.width, k)), True
         if isinstance(op, Normalize):
-            body.append(
-                f"    /* op {k}: VecNormalize, in double as numpy computes it: "
-                f"clip((obs - mean) / sqrt(var + eps), -{op.clip:g}, {op.clip:g}) */"
-            )
-            data.append(f"/* op {k}: VecNormalize's mean and sqrt(var + epsilon) */")
-            data.append(_c_array("double", f"obs_mean{k}", op.mean))
-            data.append(_c_array("double", f"obs_std{k}", op.std))
-            if concat(k + 1):  # written straight into the DenseNet's tail
-                target, in_densenet = open_densenet(k + 1, vector.width, k), True
-            else:
-                target = _Vector(new_array("x", vector.width, k), 0, vector.width)
-            clip = _c_double(op.clip)
-            body += [
-                f"    for (i = 0; i < {vector.width}; ++i) {{",
-                f"        double v = ((double)obs[i] - obs_mean{k}[i]) / obs_std{k}[i];",
-                f"        {target.at('i')} = (float)(v < -{clip} ? -{clip} : (v > {clip} ? {clip} : v));",
-                "    }",
-            ]
-            vector = target
-        elif isinstance(op, Linear) and 0 in op.weight.shape:  # a layer pruned to nothing, or fed by one
-            rows, cols = op.weight.shape
-            layers.append(layer_storage(k, op, dtype, sparse))
-            if rows == 0:
-                body.append(f"    /* op {k}: Linear {cols} -> 0: every unit was pruned */")
-                vector = vector if op.concat else _Vector("obs", 0, 0)
-                continue
-            used.add(op.activation.kind)
-            data.append(f"/* op {k}: bias (the layer has no inputs left: its output is act(bias)) */")
-            data.append(_c_array("float", f"l{k}_b", op.bias))
-            out = (
-                _Vector(vector.array, vector.offset - rows, rows)
-                if op.concat
-                else _Vector(new_array("h", rows, k), 0, rows)
-            )
-            body.append(f"    /* op {k}: Linear 0 -> {rows}, {op.activation.kind}: no inputs left */")
-            body.append(f"    for (i = 0; i < {rows}; ++i) {out.at('i')} = {_apply(op.activation, f'l{k}_b[i]')};")
-            vector = _Vector(out.array, out.offset, rows + cols) if op.concat else out
+            vector, in_densenet = out.normalize(k, op), out.concat(k + 1)
         elif isinstance(op, Linear):
-            storage = layer_storage(k, op, dtype, sparse)
-            layers.append(storage)
-            rows, cols = op.weight.shape
-            if op.concat:
-                out = _Vector(vector.array, vector.offset - rows, rows)
-                what = f"DenseNet block, {cols} -> {rows} units, then concat -> {cols + rows}"
-            else:
-                out = _Vector(new_array("h", rows, k), 0, rows)
-                what = f"Linear {cols} -> {rows}"
-            used.add(op.activation.kind)
-            form = f"{'CSR' if storage.sparse else 'dense'} {dtype}"
-            if storage.sparse:
-                form += f", {storage.nonzero} of {rows * cols} weights nonzero"
-            body.append(f"    /* op {k}: {what}, {op.activation.kind}; {form} */")
-            if dtype == "int8":
-                q, scale = quantize_int8(op.weight)
-                data.append(f"/* op {k}: per-row scales of the int8 weights (w = q * scale) */")
-                data.append(_c_array("float", f"l{k}_scale", scale))
-            bias = f"l{k}_b[i]"
-            if storage.sparse:
-                values = q if dtype == "int8" else op.weight
-                nz_rows, nz_cols = np.nonzero(values)
-                pointers = np.concatenate([[0], np.cumsum(np.bincount(nz_rows, minlength=rows))])
-                entries = values[nz_rows, nz_cols]
-                if len(entries) == 0:  # C has no empty arrays: one unused entry
-                    entries, nz_cols = np.zeros(1, values.dtype), np.zeros(1, np.int64)
-                ctype = "signed char" if dtype == "int8" else "float"
-                data.append(
-                    f"/* op {k}: weights in compressed sparse rows: row i's are entries rows[i] .. rows[i + 1] - 1 */"
-                )
-                data.append(_c_array(ctype, f"l{k}_values", entries))
-                data.append(_c_array(_index_type(cols - 1)[0], f"l{k}_cols", nz_cols))
-                data.append(_c_array(_index_type(int(pointers[-1]))[0], f"l{k}_rows", pointers))
-                product = f"{'(float)' if dtype == 'int8' else ''}l{k}_values[k] * {vector.at(f'l{k}_cols[k]')}"
-                total = f"sum * l{k}_scale[i] + {bias}" if dtype == "int8" else f"sum + {bias}"
-                body += [
-                    f"    for (i = 0; i < {rows}; ++i) {{",
-                    "        float sum = 0.0f;",
-                    f"        for (k = l{k}_rows[i]; k < l{k}_rows[i + 1]; ++k) sum += {product};",
-                    f"        {out.at('i')} = {_apply(op.activation, total)};",
-                    "    }",
-                ]
-                used.add("k")
-            else:
-                padded = _padded(rows, dtype)
-                accumulator = max(accumulator, padded)
-                stored = np.zeros((cols, padded), np.int8 if dtype == "int8" else np.float32)
-                stored[:, :rows] = (q if dtype == "int8" else op.weight).T
-                ctype = "signed char" if dtype == "int8" else "float"
-                data.append(
-                    f"/* op {k}: weights, transposed: row j holds input j's weight for every output "
-                    f"({rows} outputs{f', padded to {padded} with zeros' if padded > rows else ''}) */"
-                )
-                data.append(_c_array(ctype, f"l{k}_w", stored))
-                # Input-major loops: each output still sums its inputs in order j = 0, 1, ... (as a
-                # plain dot product: the parentheses fix the order, so a CSR layer gives the same
-                # bits), but the inner loop runs over independent outputs, which -O2 vectorises;
-                # UNROLL inputs per pass over acc saves loads and stores of the sums
-                cast = "(float)" if dtype == "int8" else ""
-                total = f"acc[i] * l{k}_scale[i] + {bias}" if dtype == "int8" else f"acc[i] + {bias}"
-                body.append(f"    for (i = 0; i < {padded}; ++i) acc[i] = 0.0f;")
-                if cols >= UNROLL:
-                    rows_j = ["j", *(f"j + {u}" for u in range(1, UNROLL))]
-                    terms = f"acc[i] + {cast}l{k}_w[j][i] * x0"
-                    for u in range(1, UNROLL):
-                        terms = f"({terms}) + {cast}l{k}_w[{rows_j[u]}][i] * x{u}"
-                    inputs = ", ".join(f"x{u} = {vector.at(rows_j[u])}" for u in range(UNROLL))
-                    body += [
-                        f"    for (j = 0; j + {UNROLL} <= {cols}; j += {UNROLL}) {{",
-                        f"        const float {inputs};",
-                        f"        for (i = 0; i < {padded}; ++i)",
-                        f"            acc[i] = {terms};",
-                        "    }",
-                    ]
-                if cols % UNROLL:
-                    body += [
-                        f"    for ({'' if cols >= UNROLL else 'j = 0'}; j < {cols}; ++j) {{",
-                        f"        const float xj = {vector.at('j')};",
-                        f"        for (i = 0; i < {padded}; ++i) acc[i] += {cast}l{k}_w[j][i] * xj;",
-                        "    }",
-                    ]
-                body.append(f"    for (i = 0; i < {rows}; ++i) {out.at('i')} = {_apply(op.activation, total)};")
-                used.add("j")
-            data.append(f"/* op {k}: bias */")
-            data.append(_c_array("float", f"l{k}_b", op.bias))
-            vector = _Vector(out.array, out.offset, rows + cols) if op.concat else out
-            in_densenet = in_densenet and concat(k + 1)
-        elif isinstance(op, Elementwise | Clamp) and vector.width == 0:
-            continue
-        elif isinstance(op, Elementwise):
-            vector = writable(vector, k)
-            used.add(op.activation.kind)
-            body.append(f"    /* op {k}: {op.activation.kind} */")
-            body.append(
-                f"    for (i = 0; i < {vector.width}; ++i) {vector.at('i')} = {_apply(op.activation, vector.at('i'))};"
-            )
-        elif isinstance(op, Clamp):
-            vector = writable(vector, k)
-            low, high = _c_float(op.low), _c_float(op.high)
-            value = vector.at("i")
-            body.append(f"    /* op {k}: clamp to [{op.low:g}, {op.high:g}] */")
-            body.append(
-                f"    for (i = 0; i < {vector.width}; ++i) "
-                f"{value} = {value} < {low} ? {low} : ({value} > {high} ? {high} : {value});"
-            )
+            vector, in_densenet = out.linear(k, op, vector), in_densenet and out.concat(k + 1)
+        elif isinstance(op, Elementwise | Clamp):
+            vector = out.elementwise(k, op, vector)
         else:  # Rescale, the last op
-            data.append(
-                f"/* op {k}: SB3's action rescaling, low + 0.5 (a + 1) (high - low) = a * half_range + center */"
-            )
-            data.append(_c_array("float", "half_range", op.half_range))
-            data.append(_c_array("float", "center", op.center))
-            body.append(f"    /* op {k}: rescale to the action space's bounds */")
-            body.append(
-                f"    for (i = 0; i < {vector.width}; ++i) action[i] = {vector.at('i')} * half_range[i] + center[i];"
-            )
-            vector = _Vector("action", 0, vector.width)
+            vector = out.rescale(k, op, vector)
     if vector.array != "action":
-        body.append(f"    for (i = 0; i < {vector.width}; ++i) action[i] = {vector.at('i')};")
-    if accumulator:
-        local.append(f"float acc[{accumulator}]; /* a dense layer's sums (outputs padded, see the weights) */")
-    variables = ["int i;", *(["int j;"] if "j" in used else []), *(["unsigned int k;"] if "k" in used else [])]
-    helpers = [_C_ACTIVATIONS[kind] for kind in _C_ACTIVATIONS if kind in used]
-
-    guard = f"{name.upper()}_H"
-    header = "\n".join(
-        [
-            f"#ifndef {guard}",
-            f"#define {guard}",
-            "",
-            f"/* floats read from obs and written to action by {name}_act */",
-            f"#define {name}_OBS_DIM {ir.obs_dim}",
-            f"#define {name}_ACT_DIM {widths[-1] if widths else ir.obs_dim}",
-            "",
-            "#ifdef __cplusplus",
-            'extern "C" {',
-            "#endif",
-            "",
-            f"/* The deterministic action for one observation: obs[{name}_OBS_DIM] -> action[{name}_ACT_DIM],",
-            " * rescaled to the action space's bounds, as predict(obs, deterministic=True). Reentrant: no",
-            " * state, no dynamic memory; the stack holds the layers' outputs. */",
-            f"void {name}_act(const float *obs, float *action);",
-            "",
-            "#ifdef __cplusplus",
-            "}",
-            "#endif",
-            "",
-            f"#endif /* {guard} */",
-            "",
-        ]
-    )
-    source = "\n".join(
-        [
-            "#include <math.h>",
-            "",
-            f'#include "{name}.h"',
-            "",
-            *helpers,
-            *([""] if helpers else []),
-            *[block if block.startswith("/*") else f"{block}\n" for block in data],
-            f"void {name}_act(const float *obs, float *action)",
-            "{",
-            *(f"    {line}" for line in [*local, *variables]),
-            "",
-            *body,
-            "}",
-            "",
-        ]
-    )
-    return CCode(name, header, source, layers, ir.obs_dim, widths[-1] if widths else ir.obs_dim)
+        out.body.append(f"    for (i = 0; i < {vector.width}; ++i) action[i] = {vector.at('i')};")
+    act_dim = out.widths[-1] if out.widths else ir.obs_dim
+    header = _HEADER.format(name=name, obs_dim=ir.obs_dim, act_dim=act_dim)
+    return CCode(name, header, out.source(name), out.layers, out.notes)
 
 
 def c_files(code: CCode, provenance: Sequence[str]) -> tuple[str, str]:
@@ -777,29 +795,20 @@ class CExport:
 def c_paths(path: str | pathlib.Path, name: str | None = None) -> tuple[pathlib.Path, pathlib.Path, str]:
     """``(header, source, name)`` for ``path``: ``DIR/NAME.c`` or ``.h`` (name: the stem), or a
     folder (name: ``policy`` unless given)."""
-    path = pathlib.Path(path)
-    if path.suffix in (".c", ".h") and not path.is_dir():
-        folder, default = path.parent, path.stem
-    elif path.suffix == "" or path.is_dir():
-        folder, default = path, "policy"
-    else:
+    location = c_location(path)
+    if location is None:
         raise ValueError(f"C export to {str(path)!r}: accepted: a .c or .h path, or a folder")
+    folder, default = location
     name = check_name(default if name is None else name)
     return folder / f"{name}.h", folder / f"{name}.c", name
 
 
-def _check_spaces(model: BaseAlgorithm) -> tuple[int, spaces.Box]:
-    observation, action = model.observation_space, model.action_space
-    if not isinstance(observation, spaces.Box) or len(observation.shape) != 1:
-        raise ValueError(
-            f"C export: observation space {observation}: accepted: a 1-D Box (wrap dict observations "
-            "in gymnasium's FlattenObservation before training)"
-        )
+def _check_action_space(model: BaseAlgorithm) -> None:
+    action = model.action_space
     if not isinstance(action, spaces.Box) or len(action.shape) != 1:
         raise ValueError(f"C export: action space {action}: accepted: a 1-D Box")
-    if not (np.isfinite(action.low).all() and np.isfinite(action.high).all()):
+    if not finite_box(action):
         raise ValueError(f"C export: action space {action}: accepted: finite bounds (SB3 rescales to them)")
-    return int(observation.shape[0]), action
 
 
 def _normalize_op(vec_normalize: Any, obs_dim: int) -> Normalize | None:
@@ -832,57 +841,91 @@ def _deploy_params(model: BaseAlgorithm) -> int | None:
     return sum(p.numel() for p in actor.parameters()) if isinstance(actor, nn.Module) else None
 
 
-def _describe(ir: PolicyIR, layers: list[LayerStorage]) -> list[str]:
-    by_op = {layer.op: layer for layer in layers}
-    lines, widths = [], ir.widths()
-    for k, op in enumerate(ir.ops):
-        if isinstance(op, Linear) and k not in by_op:
-            lines.append(
-                f"  op {k}: Linear {op.weight.shape[1]} -> {op.weight.shape[0]}: not emitted (no path to the action)"
+def _refuse_foreign(paths: Sequence[pathlib.Path]) -> None:
+    """A ``ValueError`` for an existing file that the C export did not write (no provenance comment
+    on top): e.g. ``foo.h`` asked for, and the user's own ``foo.c`` beside it."""
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            with open(path, encoding="utf-8", errors="replace") as stream:
+                head = stream.read(4096)
+        except OSError:  # a folder, an unreadable file
+            head = ""
+        if not (head.startswith("/*\n") and f" * {GENERATED_MARK} " in head.split("*/", 1)[0]):
+            raise ValueError(
+                f"C export: {str(path)!r} exists and was not written by the C export (no sb3_ofexi provenance "
+                f"comment on top): not overwritten; accepted: another path or name (e.g. name='{path.stem}_policy'), "
+                "or move the file away first"
             )
-        elif isinstance(op, Linear):
-            layer = by_op[k]
-            kind = "DenseNet block" if op.concat else "Linear"
-            lines.append(
-                f"  op {k}: {kind} {op.weight.shape[1]} -> {op.weight.shape[0]} ({op.activation.kind})"
-                f"{' then concat -> ' + str(widths[k]) if op.concat else ''}; {layer.nonzero:,} of "
-                f"{layer.rows * layer.cols:,} weights nonzero, {'CSR' if layer.sparse else 'dense'} {layer.dtype}, "
-                f"{layer.bytes_stored:,} bytes"
-            )
-        elif isinstance(op, Normalize):
-            lines.append(f"  op {k}: VecNormalize of the observation, clip {op.clip:g}")
-        elif isinstance(op, Elementwise):
-            lines.append(f"  op {k}: {op.activation.kind}")
-        elif isinstance(op, Clamp):
-            lines.append(f"  op {k}: clamp to [{op.low:g}, {op.high:g}]")
-        else:
-            lines.append(f"  op {k}: rescale to the action bounds")
-    return lines
 
 
-def _write_atomically(files: dict[pathlib.Path, str]) -> None:
-    """Each file to a temporary file in its folder, then renamed; on any failure nothing is left."""
-    created: list[pathlib.Path] = []
-    renamed: list[pathlib.Path] = []
+def _write_files(files: dict[pathlib.Path, str]) -> None:
+    """Each file to a temporary file in its folder (UTF-8), then renamed onto its path, an existing
+    file first moved aside. On any failure (an exception of any kind, KeyboardInterrupt included)
+    the files moved aside are put back, and no temporary file or folder this call created is left."""
+    folder = next(iter(files)).parent
+    missing = []  # folders to create, deepest first
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    temporaries: dict[pathlib.Path, pathlib.Path] = {}
+    aside: dict[pathlib.Path, pathlib.Path] = {}
+    placed: list[pathlib.Path] = []
+    done = False
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
             # not mkstemp: its files are private (0600); "x" creates with the user's umask
-            temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-            with open(temporary, "x") as stream:
-                created.append(temporary)
+            temporaries[path] = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+            with open(temporaries[path], "x", encoding="utf-8") as stream:
                 stream.write(text)
-        for target, written in zip(files, created):
-            os.replace(written, target)
-            renamed.append(target)
+        for path, temporary in temporaries.items():
+            if path.exists():
+                old = path.parent / f".{path.name}.{uuid.uuid4().hex}.old"
+                os.replace(path, old)
+                aside[path] = old
+            os.replace(temporary, path)
+            placed.append(path)
+        done = True
     except OSError as error:
-        for path in [*created, *renamed]:
-            path.unlink(missing_ok=True)
-        target = next(iter(files)).parent
         raise ValueError(
-            f"C export: cannot write {', '.join(p.name for p in files)} in {str(target)!r}: "
+            f"C export: cannot write {', '.join(p.name for p in files)} in {str(folder)!r}: "
             f"{error.strerror or error}: accepted: a writable folder (created if missing)"
         ) from error
+    finally:
+        undo: list[Callable[..., object]] = [old.unlink for old in aside.values()]
+        if not done:  # back to how the folder was
+            undo = [*(path.unlink for path in placed), *(functools.partial(os.replace, o, p) for p, o in aside.items())]
+            undo += [*(temporary.unlink for temporary in temporaries.values()), *(parent.rmdir for parent in missing)]
+        for step in undo:
+            with contextlib.suppress(OSError):
+                step()
+
+
+def _check_compiled(
+    code: CCode, obs: np.ndarray, expected: np.ndarray, reference: np.ndarray | None, tolerance: float
+) -> float:
+    """``code`` compiled (:data:`~sb3_ofexi.common.c_build.CFLAGS`) in a temporary folder and run on
+    ``obs``: its max |C - predict|. A ``RuntimeError`` when float32 C is beyond ``tolerance`` of
+    ``expected`` (predict), or int8 C beyond it of its numpy ``reference``."""
+    with tempfile.TemporaryDirectory(prefix="sb3_ofexi_c_check_") as tmp:
+        source = pathlib.Path(tmp) / f"{code.name}.c"
+        header, text = c_files(code, [f"{code.name}: being checked"])
+        source.with_suffix(".h").write_text(header, encoding="utf-8")
+        source.write_text(text, encoding="utf-8")
+        policy = CPolicy(source, code.name)
+        try:
+            got = policy(obs)
+        finally:
+            policy.close()
+    if reference is None:
+        return check_against_predict(got, expected, obs, tolerance, "C export: the compiled C policy")
+    # int8: the C must compute what the int8 reference computes; its distance to predict is int8's error
+    against, hint = "its numpy reference", ": a bug of the exporter"
+    check_against_predict(got, reference, obs, tolerance, "C export: the compiled int8 policy", against, hint)
+    return float(np.abs(got - expected).max())
 
 
 def export_c(
@@ -915,19 +958,20 @@ def export_c(
         :data:`CHECK_OBSERVATIONS` sampled from the observation space)
     :param int8_max_error: the largest max |int8 action - float action| accepted, per unit of
         the largest action bound (at least 1); default :data:`INT8_MAX_ERROR`
-    :raises ValueError: unsupported model, module, space, name or path; int8 beyond its bound
+    :raises ValueError: unsupported model, module, space, name or path; an existing file there
+        that the C export did not write; int8 beyond its bound
     :raises FileNotFoundError: ``check=True`` and no C compiler
-    :raises RuntimeError: the compiled C does not reproduce ``predict``
+    :raises RuntimeError: the compiled C does not reproduce ``predict`` (a NaN difference, or NaN / inf
+        actions for finite observations, included)
     """
     header_path, source_path, name = c_paths(path, name)
-    if dtype not in DTYPES:
-        raise ValueError(f"C export: dtype={dtype!r}: accepted: {', '.join(DTYPES)}")
-    if sparse not in SPARSE_MODES:
-        raise ValueError(f"C export: sparse={sparse!r}: accepted: {', '.join(SPARSE_MODES)}")
+    _check_options(dtype, sparse)
     if int8_max_error is not None and not int8_max_error > 0:
         raise ValueError(f"C export: int8_max_error={int8_max_error!r}: accepted: a number > 0")
-    obs_dim, action_space = _check_spaces(model)
+    obs_dim = observation_dim(model, "C export")
+    _check_action_space(model)
     normalize = _normalize_op(vec_normalize, obs_dim)
+    _refuse_foreign([header_path, source_path])
     compiler = find_compiler()
     if check and compiler is None:
         need_compiler()  # the error that names what is missing
@@ -950,113 +994,72 @@ def export_c(
     expected = np.asarray(expected, np.float32).reshape(len(obs), -1)
     scale = _action_scale(model)
     tolerance = EXPORT_ATOL * scale
-    bound = (INT8_MAX_ERROR if int8_max_error is None else int8_max_error) * scale if dtype == "int8" else None
-
-    check_error = int8_error = None
-    if dtype == "int8":  # numpy's reference of the int8 code, the measure when nothing is compiled
-        reference = run_ir(ir, obs, "int8")
-        int8_error = float(np.abs(reference - expected).max())
-    if check:
-        with tempfile.TemporaryDirectory(prefix="sb3_ofexi_c_check_") as tmp:
-            header, source = c_files(code, [f"{name}: being checked"])
-            (pathlib.Path(tmp) / f"{name}.h").write_text(header)
-            (pathlib.Path(tmp) / f"{name}.c").write_text(source)
-            policy = CPolicy(pathlib.Path(tmp) / f"{name}.c", name)
-            try:
-                got = policy(obs)
-            finally:
-                policy.close()
-        check_error = float(np.abs(got - expected).max())
-        if dtype == "int8":
-            # the C must compute what the int8 reference computes; its distance to predict is int8's error
-            own = float(np.abs(got - reference).max())
-            if own > tolerance:
-                raise RuntimeError(
-                    f"C export: the compiled int8 policy differs from its numpy reference by {own:.3g} "
-                    f"(> {tolerance:.3g}): a bug of the exporter"
-                )
-            int8_error = check_error
-        elif check_error > tolerance:
-            raise RuntimeError(
-                f"C export: the compiled C policy differs from model.predict by {check_error:.3g} "
-                f"(> {tolerance:.3g}) on {len(obs)} observations"
+    reference = run_ir(ir, obs, "int8") if dtype == "int8" else None  # the measure when nothing is compiled
+    check_error = _check_compiled(code, obs, expected, reference, tolerance) if check else None
+    int8_error = bound = None
+    if reference is not None:
+        bound = (INT8_MAX_ERROR if int8_max_error is None else int8_max_error) * scale
+        int8_error = check_error if check_error is not None else float(np.abs(reference - expected).max())
+        if not int8_error <= bound:  # NaN is refused too
+            raise ValueError(
+                f"C export: int8 weights move the actions by up to {int8_error:.3g} on {len(obs)} observations "
+                f"(> int8_max_error {bound:.3g}); accepted: dtype='float32', or a larger int8_max_error "
+                f"(per unit of the largest action bound; now {bound / scale:g})"
             )
-    if bound is not None and int8_error is not None and int8_error > bound:
-        raise ValueError(
-            f"C export: int8 weights move the actions by up to {int8_error:.3g} on {len(obs)} observations "
-            f"(> int8_max_error {bound:.3g}); accepted: dtype='float32', or a larger int8_max_error "
-            f"(per unit of the largest action bound; now {bound / scale:g})"
-        )
 
-    provenance = _provenance(model, name, ir, code, dtype, sparse, normalize, action_space)
-    if check_error is not None:
-        provenance.append(
-            f"Check: max |C - predict(obs, deterministic=True)| = {check_error:.3g} on {len(obs)} observations"
-            + (f" (tolerance {tolerance:.3g})" if dtype == "float32" else "")
-        )
-    else:
-        provenance.append("Check: not compiled at export (check=False or no C compiler)")
-    if int8_error is not None and bound is not None:
-        provenance.append(f"int8: max action error against the float policy {int8_error:.3g} (bound {bound:.3g})")
-    header, source = c_files(code, provenance)
-    _write_atomically({header_path: header, source_path: source})
-    return CExport(
-        header_path,
-        source_path,
-        name,
-        dtype,
-        sparse,
-        code.layers,
-        module,
-        ir,
-        len(obs),
-        check_error,
-        tolerance if check_error is not None and dtype == "float32" else None,
-        int8_error,
-        bound,
-    )
+    float_tolerance = tolerance if check_error is not None and dtype == "float32" else None
+    measures = (len(obs), check_error, float_tolerance, int8_error, bound)
+    result = CExport(header_path, source_path, name, dtype, sparse, code.layers, module, ir, *measures)
+    header, source = c_files(code, _provenance(model, result, code.notes))
+    _write_files({header_path: header, source_path: source})
+    return result
 
 
-def _provenance(
-    model: BaseAlgorithm,
-    name: str,
-    ir: PolicyIR,
-    code: CCode,
-    dtype: str,
-    sparse: str,
-    normalize: Normalize | None,
-    action_space: spaces.Box,
-) -> list[str]:
+def _provenance(model: BaseAlgorithm, result: CExport, notes: list[str]) -> list[str]:
+    """The comment on top of both files: the model, the ops, the sizes, the build, the measures."""
+    name, ir, layers, action_space = result.name, result.ir, result.layers, model.action_space
     algorithm = type(model).__name__
     preset = getattr(model, "preset", None)
     if isinstance(preset, str):
         algorithm += f" (preset {preset!r})"
     deploy = _deploy_params(model)
     weights = sum(op.weight.size for op in ir.ops if isinstance(op, Linear))
-    nonzero = sum(layer.nonzero for layer in code.layers)
+    nonzero = sum(layer.nonzero for layer in layers)
     biases = sum(op.bias.size for op in ir.ops if isinstance(op, Linear))
-    dense = sum(layer.bytes_dense for layer in code.layers)
-    stored = sum(layer.bytes_stored for layer in code.layers)
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    low = ", ".join(f"{v:g}" for v in action_space.low)
-    high = ", ".join(f"{v:g}" for v in action_space.high)
+    low = ", ".join(f"{v:g}" for v in action_space.low)  # type: ignore[attr-defined]
+    high = ", ".join(f"{v:g}" for v in action_space.high)  # type: ignore[attr-defined]
+    act_dim = ir.widths()[-1] if ir.ops else ir.obs_dim
+    measures = ["Check: not compiled at export (check=False or no C compiler)"]
+    if result.check_error is not None:
+        measures[0] = f"Check: max |C - predict(obs, deterministic=True)| = {result.check_error:.3g} on "
+        measures[0] += f"{result.observations} observations" + (
+            f" (tolerance {result.tolerance:.3g})" if result.tolerance is not None else ""
+        )
+    if result.int8_error is not None and result.int8_bound is not None:
+        measures.append(
+            f"int8: max action error against the float policy {result.int8_error:.3g} (bound {result.int8_bound:.3g})"
+        )
     return [
         f"{name}: the deterministic policy of a {algorithm} model ({type(model.policy).__name__}),",
         "as model.predict(obs, deterministic=True) returns it, in C99 (no dynamic memory, <math.h> only).",
-        f"Exported by sb3_ofexi {__version__} on {date} (torch {th.__version__}).",
+        f"{GENERATED_MARK} {__version__} on {date} (torch {th.__version__}).",
         "",
         f"Observation: {ir.obs_dim} float{'s' if ir.obs_dim != 1 else ''}"
-        + (", raw: VecNormalize's normalisation is op 0" if normalize is not None else "")
-        + f"; action: {code.act_dim} float{'s' if code.act_dim != 1 else ''} in [{low}] .. [{high}].",
-        "Folded: BatchNorm (evaluation statistics) into the Linear before it, the thetas and the DenseNet's",
-        "diagonal V into the weights; pruned units are gone. Ops:",
-        *_describe(ir, code.layers),
+        + (", raw: VecNormalize's normalisation is op 0" if ir.ops and isinstance(ir.ops[0], Normalize) else "")
+        + f"; action: {act_dim} float{'s' if act_dim != 1 else ''} in [{low}] .. [{high}].",
+        "Folded: BatchNorm / BatchRenorm (evaluation statistics) into the Linear beside it, the thetas and the",
+        "DenseNet's diagonal V into the weights; pruned units are gone. Ops:",
+        *(f"  {note}" for note in notes),
         f"Deploy parameters: {deploy:,} (the model's count); exported: {weights:,} weights ({nonzero:,} nonzero)"
         f" and {biases:,} biases."
         if deploy is not None
         else f"Exported: {weights:,} weights ({nonzero:,} nonzero) and {biases:,} biases.",
-        f"Weight bytes: {dense:,} as dense float32, {stored:,} as stored ({dtype}, sparse={sparse!r};"
+        f"Weight bytes: {result.weight_bytes_dense:,} as dense float32, {result.weight_bytes_stored:,} as stored "
+        f"({result.dtype}, sparse={result.sparse!r};"
         " int8 scales, CSR indices and padding included).",
         f"Build: cc {' '.join(CFLAGS)} -c {name}.c (link with -lm). Do not use -ffast-math: the sums are",
-        "meant to be rounded in the order written; FMA contraction (e.g. -std=gnu99 -march=native) moves the last bits.",
+        "meant to be rounded in the order written; -ffp-contract=off keeps the compiler (clang by default) from",
+        "contracting a * b + c into an FMA, which moves the last bits.",
+        *measures,
     ]
