@@ -7,7 +7,7 @@ median, per layer, over the seeds' ``units`` in docs/results/Hopper-v5/prune-b/s
 fresh prune-b model is pruned straight to those widths (random units kept), so the weights are
 untrained: latency and bytes depend on the shapes only.
 
-C: compiled with -O2 (and -std=c99 -Wall -Wextra -Werror), timed by a C loop that calls
+C: compiled with -O2 (and -std=c99 -ffp-contract=off -Wall -Wextra -Werror), timed by a C loop that calls
 ``<name>_act`` N times on one observation (clock_gettime around the loop, one ctypes call per
 loop). onnxruntime: the ONNX export of the same folded module, 1 thread (intra- and inter-op),
 batch 1, ``session.run`` N times from Python. The two loops alternate over repetitions and the
