@@ -232,7 +232,7 @@ def test_a_saved_model_is_refused_by_the_stock_class(ours, stock, tmp_path):
         stock.load(tmp_path / "model.zip")
     for other in (SAC_OFEXi, TD3_OFEXi, TQC_OFEXi):  # another OFEXi algorithm refuses its policy
         if other is not ours:
-            with pytest.raises(ValueError, match=f"or a {other.policy_base.__name__} subclass"):
+            with pytest.raises(ValueError, match=f"is the policy of another OFEXi algorithm: {other.__name__} cannot"):
                 other.load(tmp_path / "model.zip")
 
 
@@ -286,3 +286,81 @@ def test_learns_and_prunes_on_cuda(algo, extra, graphed, tmp_path):
     np.testing.assert_allclose(
         on_cpu.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0], atol=1e-5
     )
+
+
+class _ReplayedGraph:
+    """Stands in for a CUDA graph on the CPU: calls the body the step runner built, as a replay would."""
+
+    baked_lrs: tuple = ()
+
+    def __init__(self, body, optimizers, device, signature) -> None:
+        self.body, self.signature = body, signature
+
+    def fits(self, batch) -> bool:
+        return True
+
+    def float_lrs(self) -> tuple:
+        return ()
+
+    def __call__(self, inputs):
+        return self.body(inputs)
+
+
+@pytest.mark.parametrize("algo", (*ALGOS, SAC_OFEXi), ids=lambda a: a.__name__)
+def test_the_graphed_body_calls_each_algorithms_step(algo, monkeypatch):
+    """The CUDA-graph path (run on the CPU with a stand-in graph): the runner hands every algorithm's
+    step its flag (TD3's update_actor, SAC's and TQC's update_target)."""
+    from sb3_ofexi.common import step as step_module
+    from sb3_ofexi.common.step import sample_step_batch
+
+    monkeypatch.setattr(step_module, "GraphedStep", _ReplayedGraph)
+    if algo is SAC_OFEXi:
+        model = SAC_OFEXi("MlpPolicy", "Pendulum-v1", **SMALL, **AGGRESSIVE, policy_kwargs=dict(net_arch=[16, 16]))
+    else:
+        model = make(algo, **({"policy_delay": 1} if algo is TD3_OFEXi else {}))
+    model.learn(100)
+    runner = model.step_runner
+    runner.graphed, runner.signature = True, ("graphed",)
+    actor_before = [p.detach().clone() for p in model.actor.parameters()]
+    batch = sample_step_batch(model.policy, model.replay_buffer, 32)
+    stats = runner.run(model._gradient_step, batch, True, True)
+    assert {"aux_loss", "critic_loss", "actor_loss"} <= set(stats)
+    assert not all(th.equal(a, b) for a, b in zip(actor_before, model.actor.parameters()))
+
+
+def test_td3_theta_diagnostics_count_actor_gradients_only_on_its_updates():
+    from sb3_ofexi.common.diagnostics import ThetaDiagnostics
+
+    model = make(TD3_OFEXi, policy_delay=3, theta_diagnostics_freq=100, xi_start=0.0, xi_round=1.0)
+    calls: list[tuple] = []
+    original = ThetaDiagnostics.accumulate
+
+    def spy(self, skip=()):
+        calls.append(skip)
+        original(self, skip)
+
+    ThetaDiagnostics.accumulate = spy
+    try:
+        model.learn(160)
+    finally:
+        ThetaDiagnostics.accumulate = original
+    assert calls and ("actor",) in calls and () in calls  # the actor skipped between its updates
+    rows = [row for row in model.theta_history if row["layer"].startswith("actor")]
+    assert rows and all(np.isfinite(row["task_grad"]) for row in rows)
+
+
+def test_bad_settings_beyond_sac_name_what_is_accepted():
+    with pytest.raises(
+        ValueError, match=r"top_quantiles_to_drop_per_net=5 with n_quantiles=5: accepted: an int in \[0, 4\]"
+    ):
+        make(TQC_OFEXi, top_quantiles_to_drop_per_net=5)
+    unbounded = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), np.float32(-1.0), np.float32(1.0))
+    unbounded.action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    with pytest.raises(ValueError, match="accepted: a Box with finite low and high"):
+        TD3_OFEXi("MlpPolicy", unbounded)
+
+
+@needs_cuda
+def test_td3_with_delayed_actor_updates_refuses_compile_step_true_on_cuda():
+    with pytest.raises(ValueError, match="compile_step=True on CUDA with policy_delay=2"):
+        make(TD3_OFEXi, device="cuda", compile_step=True, policy_delay=2)

@@ -80,7 +80,7 @@ class XiActor(nn.Module):
     def get_std(self) -> th.Tensor:
         """gSDE's standard deviation over the last hidden layer, as SB3's ``Actor.get_std``."""
         if not self.use_sde:
-            raise RuntimeError("get_std() is only available with gSDE: SAC_OFEXi(..., use_sde=True)")
+            raise RuntimeError("get_std() is only available with gSDE: SAC_OFEXi(..., use_sde=True) or TQC_OFEXi")
         return self.action_dist.get_std(self.log_std)  # type: ignore[union-attr]
 
     def _predict(self, z_o: th.Tensor, deterministic: bool = False) -> th.Tensor:

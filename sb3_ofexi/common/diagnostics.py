@@ -105,6 +105,7 @@ class ThetaDiagnostics:
         self.every, self.window = every, min(window, every)
         self._push: dict[str, th.Tensor] = {}
         self._sums: dict[str, list[th.Tensor]] = {}
+        self._counts: dict[str, int] = {}  # steps that updated each layer's thetas
         self._steps = 0
         self._flush_at: int | None = None
 
@@ -118,11 +119,15 @@ class ThetaDiagnostics:
     def flush_due(self, num_timesteps: int) -> bool:
         return self._flush_at is not None and num_timesteps >= self._flush_at
 
-    def accumulate(self) -> None:
-        """After a gradient step: add each layer's task gradient (``.grad`` minus the push)."""
+    def accumulate(self, skip: tuple[str, ...] = ()) -> None:
+        """After a gradient step: add each layer's task gradient (``.grad`` minus the push).
+
+        :param skip: networks (``network_of``'s names) not updated by this step, whose ``.grad``
+            is the previous update's (TD3's actor between its delayed updates)
+        """
         for name, gate in self.gates().items():
             grad = gate.theta.grad
-            if grad is None or gate.n_units == 0:
+            if grad is None or gate.n_units == 0 or network_of(name) in skip:
                 continue
             push = self._push.get(name)
             if push is None or push.shape != grad.shape:  # a new window, or a prune changed the width
@@ -132,6 +137,7 @@ class ThetaDiagnostics:
             sums = self._sums.setdefault(name, [th.zeros((), device=grad.device), th.zeros((), device=grad.device)])
             sums[0] += task.abs().mean()
             sums[1] += task.mean()
+            self._counts[name] = self._counts.get(name, 0) + 1
         self._steps += 1
 
     def flush(self, num_timesteps: int, n_updates: int, theta_tol: float) -> list[dict[str, Any]]:
@@ -144,6 +150,7 @@ class ThetaDiagnostics:
         rows = []
         for name, gate in self.gates().items():
             sums = self._sums.get(name)
+            count = self._counts.get(name, 0)
             push = self._push.get(name)
             rows.append(
                 {
@@ -151,12 +158,12 @@ class ThetaDiagnostics:
                     "updates": n_updates,
                     "layer": name,
                     **stats[name],
-                    "task_grad": float(sums[0]) / self._steps if sums else float("nan"),
-                    "task_grad_signed": float(sums[1]) / self._steps if sums else float("nan"),
+                    "task_grad": float(sums[0]) / count if sums else float("nan"),
+                    "task_grad_signed": float(sums[1]) / count if sums else float("nan"),
                     "push": float(push.mean()) if push is not None and push.numel() else float("nan"),
                     "adam_rate": adam_rate(optimizers[name], gate.theta),
                 }
             )
-        self._sums, self._push, self._steps = {}, {}, 0
+        self._sums, self._push, self._counts, self._steps = {}, {}, {}, 0
         self._flush_at = (num_timesteps // self.every + 1) * self.every
         return rows

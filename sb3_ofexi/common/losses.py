@@ -83,19 +83,26 @@ def ofe_loss(
     return loss, pred_loss.detach()
 
 
+def ofe_features(
+    policy: Any, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor
+) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """OFE features for the RL updates, in evaluation mode and without a graph: ``z_o, next_z_o, z_oa``
+    (obs and next_obs in one batch, Algorithm 1 lines 12-13; BatchNorm uses its running statistics)."""
+    ofe = policy.ofe
+    with th.no_grad():
+        z_o, next_z_o = ofe.features_o(th.cat([obs, next_obs])).chunk(2)
+        return z_o, next_z_o, ofe.features_oa(z_o, actions)
+
+
 def policy_forward(
     policy: Any, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor
 ) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
-    """OFE features (evaluation mode, no graph) and a stochastic actor's actions on z_o (with
-    graph), SAC's and TQC's: ``z_o, next_z_o, z_oa, actions_pi, log_prob``.
+    """:func:`ofe_features` and a stochastic actor's actions on z_o (with graph), SAC's and TQC's:
+    ``z_o, next_z_o, z_oa, actions_pi, log_prob``.
 
     Everything returned is differentiated by one backward (the actor's): a compiled piece is one
     autograd node, so the entropy loss, which needs its own backward, is not here.
     """
-    ofe = policy.ofe
-    with th.no_grad():
-        # obs and next_obs in one batch (Algorithm 1, lines 12-13); BN uses running stats
-        z_o, next_z_o = ofe.features_o(th.cat([obs, next_obs])).chunk(2)
-        z_oa = ofe.features_oa(z_o, actions)
+    z_o, next_z_o, z_oa = ofe_features(policy, obs, next_obs, actions)
     actions_pi, log_prob = policy.actor.action_log_prob(z_o)
     return z_o, next_z_o, z_oa, actions_pi, log_prob.reshape(-1, 1)

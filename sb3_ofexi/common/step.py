@@ -168,7 +168,7 @@ class StepRunner(Generic[Pieces]):
         ``signature`` must cover every module state a piece reads: module guards are dropped, and
         the pieces are called with fixed training modes.
         """
-        signature = (setting, *signature)
+        signature = (setting, graph_blocker, *signature)
         if self.signature == signature:
             return
         compiled = not use_sde and use_compiled_step(  # gSDE's noise is state outside a graph
@@ -207,7 +207,10 @@ class StepRunner(Generic[Pieces]):
             # recaptured for new pieces, new minibatch shapes, or a learning rate the capture baked in (SGD's)
             self.graph = None
             self.builds += int(same_step)  # new pieces were counted by prepare()
-            body = functools.partial(step, update_target=target_in_graph)
+
+            def body(inputs: dict[str, th.Tensor]) -> dict[str, th.Tensor]:  # the flag by position: steps name it
+                return step(inputs, target_in_graph)
+
             graph = self.graph = GraphedStep(body, self.optimizers, self.device, signature=self.signature)  # type: ignore[arg-type]
         return {k: v.clone() for k, v in graph(batch).items()}  # type: ignore[misc]
 

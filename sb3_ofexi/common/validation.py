@@ -24,6 +24,11 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, al
         raise ValueError(
             f"{algo} needs a continuous action space: got {action_space!r}; accepted: gymnasium.spaces.Box"
         )
+    if not (np.isfinite(action_space.low).all() and np.isfinite(action_space.high).all()):
+        raise ValueError(
+            f"{algo} squashes its actions into the action space's bounds: got {action_space!r}; accepted: a Box "
+            "with finite low and high (rescale an unbounded action space with a gymnasium wrapper)"
+        )
     if isinstance(observation_space, spaces.Dict):
         for key, entry in observation_space.spaces.items():
             image = isinstance(entry, spaces.Box) and len(entry.shape) == 3
@@ -98,7 +103,8 @@ REFUSED_POLICY_KWARGS = {
     "(preprocess observations with a gymnasium wrapper instead)",
     "features_extractor_kwargs": "see features_extractor_class",
     "share_features_extractor": "OFEXiNet is always shared by the actor and the critics (by design)",
-    "use_sde": "it is the algorithm's argument: pass use_sde=True to SAC_OFEXi or TQC_OFEXi, as to SB3's SAC",
+    "use_sde": "it is the algorithm's argument: pass use_sde=True to SAC_OFEXi or TQC_OFEXi, as to SB3's SAC "
+    "(TD3, and so TD3_OFEXi, has no gSDE)",
 }
 #: policy aliases SB3's algorithms know that the OFEXi algorithms do not, and why
 REFUSED_POLICIES = {
@@ -112,6 +118,12 @@ def check_policy_kwargs(
 ) -> None:
     """A ValueError naming a policy or policy_kwargs key the OFEXi algorithm ``algo`` does not take,
     why, and what it accepts (instead of a TypeError from inside SB3's constructor)."""
+    saved_by = policy_kwargs.get("ofexi_algorithm")
+    if saved_by is not None and saved_by != algo:  # a file of another OFEXi algorithm, opened with this one
+        raise ValueError(
+            f"This model is a {saved_by} model; {algo} cannot run it. Load it with "
+            f"`from sb3_ofexi import {saved_by}; {saved_by}.load(path)`."
+        )
     if isinstance(policy, str):
         if policy in REFUSED_POLICIES:
             raise ValueError(
@@ -122,6 +134,12 @@ def check_policy_kwargs(
         policy_class = aliases[policy]
     elif isinstance(policy, type) and issubclass(policy, base):
         policy_class = policy
+    elif isinstance(policy, type) and hasattr(policy, "xi_layers"):  # what load() passes for another's file
+        raise ValueError(
+            f"policy={policy.__name__} is the policy of another OFEXi algorithm: {algo} cannot run it. Load a "
+            "saved model with the algorithm that saved it (SAC_OFEXi, TD3_OFEXi or TQC_OFEXi; it is named in "
+            "the file's policy_kwargs['ofexi_algorithm'])"
+        )
     else:
         raise ValueError(f"policy={policy!r}: accepted: {sorted(aliases)} or a {base.__name__} subclass")
     accepted = [

@@ -50,7 +50,7 @@ ALGOS: dict[str, type[BaseAlgorithm]] = {
     "crossq": CrossQ,
 }
 #: the OFEXi algorithms' names, as a run's summary records them (``algo``)
-OFEXI_NAMES = ("SAC_OFEXi", "TD3_OFEXi", "TQC_OFEXi")
+OFEXI_NAMES = tuple(algo.ofexi_name for algo in (SAC_OFEXi, TD3_OFEXi, TQC_OFEXi))
 #: rl-zoo3's own algorithms (``--algo``), which registering ours must leave as they are
 ZOO_OWN = ("sac", "td3", "tqc", "crossq")
 

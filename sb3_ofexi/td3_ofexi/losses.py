@@ -10,20 +10,10 @@ from typing import cast
 import torch as th
 import torch.nn.functional as F
 
-from sb3_ofexi.common.losses import NuTerms, ofe_loss
+from sb3_ofexi.common.losses import NuTerms, ofe_features, ofe_loss
 from sb3_ofexi.td3_ofexi.policies import TD3OFEXiPolicy
 
-__all__ = ["actor_loss", "critic_loss", "features", "ofe_loss"]
-
-
-def features(
-    policy: TD3OFEXiPolicy, obs: th.Tensor, next_obs: th.Tensor, actions: th.Tensor
-) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-    """OFE features in evaluation mode, without a graph (Algorithm 1, lines 12-13): ``z_o, next_z_o, z_oa``."""
-    ofe = policy.ofe
-    with th.no_grad():
-        z_o, next_z_o = ofe.features_o(th.cat([obs, next_obs])).chunk(2)
-        return z_o, next_z_o, ofe.features_oa(z_o, actions)
+__all__ = ["actor_loss", "critic_loss", "ofe_features", "ofe_loss"]
 
 
 def critic_loss(

@@ -24,7 +24,7 @@ class StepPieces(NamedTuple):
     """The parts of TD3_OFEXi's gradient step that may be compiled (:mod:`.losses`)."""
 
     ofe_loss: Any = losses.ofe_loss
-    features: Any = losses.features
+    ofe_features: Any = losses.ofe_features
     critic_loss: Any = losses.critic_loss
     actor_loss: Any = losses.actor_loss
 
@@ -56,6 +56,15 @@ class TD3_OFEXi(OFEXiAlgorithm, TD3):  # noqa: N801 (the paper's naming)
     def _step_pieces(self) -> StepPieces:
         return StepPieces()
 
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if self.config.compile_step is True and self.policy_delay > 1 and self.device.type == "cuda":
+            raise ValueError(
+                f"compile_step=True on CUDA with policy_delay={self.policy_delay}: the steps with and without "
+                "the delayed actor update differ, so no one CUDA graph runs them; accepted: compile_step='auto' "
+                "or False (the step runs eagerly), or policy_delay=1"
+            )
+
     def _target_pairs(self) -> tuple[th.nn.Module, th.nn.Module]:
         """Critics and actor, with their targets (TD3 averages both)."""
         return th.nn.ModuleList([self.critic, self.actor]), th.nn.ModuleList([self.critic_target, self.actor_target])
@@ -72,8 +81,8 @@ class TD3_OFEXi(OFEXiAlgorithm, TD3):  # noqa: N801 (the paper's naming)
             step_stats = self.step_runner.run(self._gradient_step, batch, update_actor, target_in_graph=True)
             for key, value in step_stats.items():
                 stats[key].append(value)
-            if diagnostics is not None:
-                diagnostics.accumulate()
+            if diagnostics is not None:  # the actor's theta gradients are its last update's between updates
+                diagnostics.accumulate(skip=() if update_actor else ("actor",))
         self._end_train(gradient_steps, stats, diagnostics)
 
     def _gradient_step(self, batch: dict[str, th.Tensor], update_actor: bool) -> dict[str, th.Tensor]:
@@ -83,7 +92,7 @@ class TD3_OFEXi(OFEXiAlgorithm, TD3):  # noqa: N801 (the paper's naming)
         nu = self.theta_control.nu if self.theta_control.learning else None  # the nu C terms of eq. (34)
         thetas = self._thetas if nu is not None else {}
         stats = {"aux_loss": self._ofe_step(batch["ofe_obs"], batch["ofe_actions"], batch["ofe_next_obs"])}
-        z_o, next_z_o, z_oa = pieces.features(policy, batch["obs"], batch["next_obs"], batch["actions"])
+        z_o, next_z_o, z_oa = pieces.ofe_features(policy, batch["obs"], batch["next_obs"], batch["actions"])
         critic_loss, stats["critic_loss"] = pieces.critic_loss(
             policy,
             next_z_o,

@@ -56,6 +56,15 @@ class TQC_OFEXi(OFEXiAlgorithm, TQC):  # noqa: N801 (the paper's naming)
     def _step_pieces(self) -> StepPieces:
         return StepPieces()
 
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        drop, n_quantiles = self.top_quantiles_to_drop_per_net, self.policy.n_quantiles
+        if isinstance(drop, bool) or not isinstance(drop, int) or not 0 <= drop < n_quantiles:
+            raise ValueError(
+                f"top_quantiles_to_drop_per_net={drop!r} with n_quantiles={n_quantiles}: accepted: an int in "
+                f"[0, {n_quantiles - 1}] (the target keeps n_quantiles - drop quantiles of each critic)"
+            )
+
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         diagnostics = self._begin_train(batch_size)  # theta phase, learning rates, budgets, the step's build
         runner = self.step_runner
