@@ -253,13 +253,13 @@ def test_compare_runs_tqc_and_crossq_and_writes_their_summaries(tmp_path):
     from sb3_ofexi.harness.cli import main as cli_main
 
     out = tmp_path / "Pendulum-v1"
-    args = ["compare", "--env", "Pendulum-v1", "--methods", "tqc,crossq", "--seeds", "1", "--timesteps", "300"]
-    args += ["--eval-freq", "150", "--eval-episodes", "1", "--threads", "1", "--out", str(out)]
+    args = ["compare", "--env", "Pendulum-v1", "--methods", "tqc,crossq", "--seeds", "1", "--timesteps", "200"]
+    args += ["--eval-freq", "100", "--eval-episodes", "1", "--threads", "1", "--out", str(out)]
     assert cli_main(args) == 0
     numbers = json.loads((out / "report.json").read_text())["methods"]
     for method, algo in (("tqc", "TQC"), ("crossq", "CrossQ")):
         summary = json.loads((out / method / "seed0" / "summary.json").read_text())
-        assert summary["algo"] == algo and summary["timesteps"] == 300 and summary["units"] is None
+        assert summary["algo"] == algo and summary["timesteps"] == 200 and summary["units"] is None
         assert summary["params"]["deploy"] < summary["params"]["train"]
         assert numbers[method]["deploy_latency_ms"] > 0  # the stock policy exported and timed
 
