@@ -7,7 +7,7 @@
 #   bash scripts/beyond_sac.sh            # start / resume in the background (one core, niced below the study)
 #   bash scripts/beyond_sac.sh status     # what has finished
 #   bash scripts/beyond_sac.sh measure    # re-time every finished run in one sitting (latency, train step)
-#   bash scripts/beyond_sac.sh publish    # small files + report per task into docs/demo/beyond-sac/
+#   bash scripts/beyond_sac.sh publish    # small files + report per task into docs/demo/beyond-sac/ENV/
 #
 # Runs live in $BEYOND_DIR (default ~/sb3-ofexi-beyond, outside the work tree), each task's from a clone of the
 # commit recorded when its sweep first starts (runs/ENV/commit), so editing the package never changes a running
@@ -107,7 +107,8 @@ case "${1:-start}" in
     ;;
   publish)  # the small files of finished runs and a report per task (no models, no absolute paths)
     out=docs/demo/beyond-sac
-    (cd "$repo" && cli Pendulum-v1 results "$out" --publish "$runs" --out "$out/RESULTS.md") || exit 1
+    # the small files and each task's report.md (the results page itself is the MuJoCo study's: not kept)
+    (cd "$repo" && cli Pendulum-v1 results "$out" --publish "$runs" --out "$BEYOND_DIR/results.md") || exit 1
     for env in Pendulum-v1 Reacher-v5; do
       [ -f "$runs/$env/commit" ] && cp "$runs/$env/commit" "$repo/$out/$env/commit"
     done
