@@ -375,12 +375,7 @@ class OFEXiPolicy(BasePolicy):
         surgery.feature_masks.update(z_o=keep_z_o, z_oa=keep_z_oa)
         self._prune_actor(keep_z_o, theta_tol, surgery)
         for q_net, q_target in zip(self.critic.q_networks, self.critic_target.q_networks):
-            keep_units = q_net.unit_keep_masks(theta_tol)  # the target mirrors its critic ...
-            with th.no_grad():  # ... and carries its thetas (as every target update copies them)
-                for gate, gate_target in zip(q_net.gates, q_target.gates):
-                    gate_target.theta.copy_(gate.theta)
-            q_net.prune_(keep_z_oa, keep_units, surgery)
-            q_target.prune_(keep_z_oa, keep_units, surgery)
+            prune_with_target(q_net, q_target, q_net, q_target, keep_z_oa, theta_tol, surgery)
         if surgery.changed:
             self.shape_version += 1
             surgery.slice_optimizers_([self.ofe_optimizer, self.actor.optimizer, self.critic.optimizer])
@@ -447,6 +442,20 @@ class OFEXiPolicy(BasePolicy):
     def _actor_extra_params(self, widths: list[Any], d_z_o: Any) -> Any:
         """Deploy parameters of the actor outside its XiMlp at these widths (none here)."""
         return 0
+
+
+def prune_with_target(
+    module: Any, target: Any, net: XiMlp, net_target: XiMlp, keep_in: th.Tensor, theta_tol: float, surgery: Surgery
+) -> None:
+    """The surgery of a network (``module``, gated by the XiMlp ``net``) and its target: the target
+    loses the same units, carrying the network's thetas (as every target update copies them), so a
+    prune never changes what the target computes."""
+    keep_units = net.unit_keep_masks(theta_tol)
+    with th.no_grad():
+        for gate, gate_target in zip(net.gates, net_target.gates):
+            gate_target.theta.copy_(gate.theta)
+    module.prune_(keep_in, keep_units, surgery)
+    target.prune_(keep_in, keep_units, surgery)
 
 
 def _detach(x: th.Tensor | int) -> th.Tensor | int:

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sb3_ofexi.common.policies import OFEXiPolicy, XiMlp
+from sb3_ofexi.common.policies import OFEXiPolicy, XiMlp, prune_with_target
 from sb3_ofexi.common.surgery import Surgery
 from sb3_ofexi.common.xi import XiGate
 
@@ -98,12 +98,8 @@ class TD3OFEXiPolicy(OFEXiPolicy):
     def _prune_actor(self, keep_z_o: th.Tensor, theta_tol: float, surgery: Surgery) -> None:
         """The actor and its target lose the same units (the target mirrors its actor, as the
         critic targets mirror theirs), the target carrying the actor's thetas."""
-        keep_units = self.actor.net.unit_keep_masks(theta_tol)
-        with th.no_grad():
-            for gate, gate_target in zip(self.actor.net.gates, self.actor_target.net.gates):
-                gate_target.theta.copy_(gate.theta)
-        self.actor.prune_(keep_z_o, keep_units, surgery)
-        self.actor_target.prune_(keep_z_o, keep_units, surgery)
+        actor, target = self.actor, self.actor_target
+        prune_with_target(actor, target, actor.net, target.net, keep_z_o, theta_tol, surgery)
 
 
 MlpPolicy = TD3OFEXiPolicy
