@@ -3,12 +3,19 @@
 #
 #   bash scripts/study.sh            # start / resume in the background (JOBS runs at a time, niced, 1 core each)
 #   bash scripts/study.sh status     # runs done, running (env steps reached), queued; exit 0 once complete
-#   bash scripts/study.sh publish    # finished runs' small files + docs/study/PROGRESS.md into the repository;
+#   bash scripts/study.sh publish    # finished runs' small files + docs/study/PROGRESS.md into the repository,
+#                                    # unfinished runs' newest checkpoints parked in study/parked/ (commit both);
 #                                    # rebuilds docs/RESULTS.md (the study leads it)
 #   bash scripts/study.sh stop       # stop the workers and their runs (each resumes from its last checkpoint)
 #
 # Runs live in $STUDY_DIR (default ~/sb3-ofexi-study, outside the work tree): runs/GROUP/METHOD/seedN/ with the
 # checkpoints written every 10 minutes, so a stopped run loses at most its last 10 minutes.
+# A session's machine is not kept for the next one, so `publish` also parks the newest checkpoint of each
+# unfinished run in the repository (study/parked/GROUP/METHOD/seedN/: the model, the filled rows of the
+# replay buffer in chunks, the envs' and callbacks' state; sb3_ofexi.harness.park), and `start` on a machine
+# without that run (or with an older checkpoint of it) rebuilds the checkpoint from there: committed, the
+# parked state carries a run from session to session. study/requirements.txt pins the venv's packages
+# (written when the venv is first made), so that every machine resumes a run with the same libraries.
 # Each run is pinned to one commit: the first time it starts it records the repository's HEAD (study_commit);
 # it runs, and every later sitting resumes it, from a clone of that commit in $STUDY_DIR/src/COMMIT, so editing
 # the package never changes a running run. New runs take the HEAD of the day they start (committed code only).
@@ -24,6 +31,9 @@ TORCH=${TORCH:-torch==2.13.0}
 EVAL_FREQ=10000     # the paper's cadence
 EVAL_EPISODES=10
 runs=$STUDY_DIR/runs
+parked=$repo/study/parked
+lock=$repo/study/requirements.txt
+SMALL_FILES="study_commit progress.json evaluations.npz log.txt"
 
 # GROUP ENV METHOD SEED STEPS [KEY=VALUE ...]: seed-major, in the order the issue gives; one line a run.
 QUEUE="
@@ -63,14 +73,56 @@ source_of() {  # the clone of commit $1, made once
   echo "$src"
 }
 
-make_venv() {
+make_venv() {  # the packages of study/requirements.txt when it exists; else the newest, then written there
   local venv=$STUDY_DIR/venv
   [ -f "$venv/.ready" ] && return 0
   echo "$(date -u +%FT%TZ) creating $venv (one time: a few minutes)"
   rm -rf "$venv"
-  python3 -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip \
-    && "$venv/bin/pip" install -q "$TORCH" && "$venv/bin/pip" install -q "$1" \
-    && "$venv/bin/pip" uninstall -q -y sb3_ofexi && touch "$venv/.ready"
+  python3 -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -q "$TORCH" || return 1
+  if [ -f "$lock" ]; then
+    "$venv/bin/pip" install -q -r "$lock" || return 1
+  else
+    "$venv/bin/pip" install -q "$1" && "$venv/bin/pip" uninstall -q -y sb3_ofexi || return 1
+    mkdir -p "$(dirname "$lock")"
+    { echo "# the study's packages (bash scripts/study.sh writes this once; every machine installs it)"
+      "$venv/bin/pip" freeze --exclude-editable | grep -v -i -E '^(sb3[-_]ofexi|pip|setuptools|wheel)([= @]|$)'; } >"$lock"
+  fi
+  touch "$venv/.ready"
+}
+
+steps_of() {  # the env steps of a run folder's newest checkpoint, or of a parked one; empty if none
+  [ -d "$1" ] || return 0
+  PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park steps "$1"
+}
+
+unpark_runs() {  # every unfinished run parked in the repository with more steps than this machine has
+  [ -d "$parked" ] || return 0
+  while read -r group env method seed steps extra; do
+    local key=$group/$method/seed$seed here there
+    finished "$group" "$method" "$seed" && continue
+    [ -f "$parked/$key/parked.json" ] || continue
+    there=$(steps_of "$parked/$key"); here=$(steps_of "$runs/$key")
+    [ -n "$here" ] && [ "$here" -ge "$there" ] && continue
+    mkdir -p "$runs/$key"
+    for f in $SMALL_FILES; do [ -f "$parked/$key/$f" ] && cp "$parked/$key/$f" "$runs/$key/$f"; done
+    rm -f "$runs/$key/failed.json"
+    PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park unpark "$parked/$key" "$runs/$key" \
+      || { echo "could not unpark $key" >&2; return 1; }
+  done < <(queue)
+}
+
+park_runs() {  # the newest checkpoint of every unfinished run, when newer than what is parked; finished: removed
+  while read -r group env method seed steps extra; do
+    local key=$group/$method/seed$seed here there
+    if finished "$group" "$method" "$seed"; then rm -rf "${parked:?}/$key"; continue; fi
+    here=$(steps_of "$runs/$key"); there=$(steps_of "$parked/$key")
+    [ -n "$here" ] || continue
+    [ -n "$there" ] && [ "$there" -ge "$here" ] && continue
+    PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park park "$runs/$key" "$parked/$key" || return 1
+    for f in $SMALL_FILES; do [ -f "$runs/$key/$f" ] && cp "$runs/$key/$f" "$parked/$key/$f"; done
+  done < <(queue)
+  find "$parked" -type d -empty -delete 2>/dev/null
+  return 0
 }
 
 run_one() {  # GROUP ENV METHOD SEED STEPS [KEY=VALUE ...]; the caller holds the run's lock
@@ -122,12 +174,15 @@ status() {  # one line a run; returns 0 when every run has finished
       [ -n "$commit" ] || commit=$(cut -c1-7 "$(dirname "$summary")/study_commit" 2>/dev/null)
       state=done; steps_done=$steps
       note=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"final eval {s['final_return']:.1f}, {s['wall_s']/3600:.1f} h\")" "$summary")
-    elif [ -f "$dir/progress.json" ]; then
+    elif [ -f "$dir/progress.json" ] || [ -f "$parked/$group/$method/seed$seed/progress.json" ]; then
       left=$((left + 1))
+      [ -f "$dir/progress.json" ] || dir=$parked/$group/$method/seed$seed
+      [ -n "$commit" ] || commit=$(cut -c1-7 "$dir/study_commit")
       state=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$dir/progress.json")
       steps_done=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); print(p['timesteps'])" "$dir/progress.json")
       note=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); e=p.get('last_eval'); print('' if e is None else f'last eval {e:.1f}')" "$dir/progress.json")
       [ -f "$dir/failed.json" ] && state="failed (resumable)"
+      [ "$dir" = "$parked/$group/$method/seed$seed" ] && state="parked (resumes from $(steps_of "$dir"))"
     else
       left=$((left + 1)); state=queued; steps_done=0
     fi
@@ -143,6 +198,7 @@ case "${1:-start}" in
     if pgrep -f "study.sh worker" >/dev/null; then echo "the study is running already: bash scripts/study.sh status"; exit 0; fi
     src=$(source_of "$(git -C "$repo" rev-parse HEAD)") || exit 1
     make_venv "$src[harness]" || { echo "could not create $STUDY_DIR/venv" >&2; exit 1; }
+    unpark_runs || exit 1
     # the workers run a copy of this script: bash reads a script as it goes, so editing the
     # repository's copy must not change what a running worker executes
     cp "$0" "$STUDY_DIR/study.sh"
@@ -162,10 +218,11 @@ case "${1:-start}" in
       [ -f "$(dirname "$f")/summary.json" ] || continue
       rel=${f#"$runs"/}; mkdir -p "$repo/docs/study/$(dirname "$rel")"; cp "$f" "$repo/docs/study/$rel"
     done
+    park_runs || { echo "could not park the unfinished runs" >&2; exit 1; }
     { echo "# Hopper-v5 study: progress"; echo
       echo "Written by \`bash scripts/study.sh publish\` on $(date -u +%F' '%H:%M) UTC. Resume with \`bash scripts/study.sh\`."
-      echo "Finished runs' small files are in docs/study/GROUP/METHOD/seedN/; unfinished runs keep their"
-      echo "checkpoints in \$STUDY_DIR (outside the repository) and resume from them."; echo
+      echo "Finished runs' small files are in docs/study/GROUP/METHOD/seedN/; the newest checkpoint of each"
+      echo "unfinished run is parked in study/parked/ and resumes from there on any machine."; echo
       status; } >"$repo/docs/study/PROGRESS.md"
     (cd "$repo" && PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.cli results docs/results \
       --study docs/study --out docs/RESULTS.md --smooth 5) || exit 1

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from sb3_ofexi.harness.checkpoint import env_restore, env_snapshot
+from sb3_ofexi.harness.checkpoint import env_restore, env_snapshot, remove_checkpoints
 from sb3_ofexi.harness.cli import main as cli_main
+from sb3_ofexi.harness.park import park, unpark
 from sb3_ofexi.harness.runs import RunSpec
 from sb3_ofexi.harness.sweep import run_sweep
 
@@ -125,6 +126,10 @@ def test_killed_run_resumes_to_the_same_summary(tmp_path):
     process.wait()
     assert killed_at is not None, "the run ended before it could be killed mid-way"
     assert not (run_dir / "summary.json").exists()
+    # the run goes on on "another machine": its checkpoint parked, the folder's checkpoints gone, unparked
+    park(run_dir, tmp_path / "parked")
+    remove_checkpoints(run_dir)
+    assert unpark(tmp_path / "parked", run_dir).name == f"checkpoint-{killed_at}"
 
     assert cli_main(_compare_args(out, hyperparams)) == 0  # the same command resumes
     resumed = json.loads((run_dir / "summary.json").read_text())

@@ -1,0 +1,234 @@
+"""Parking a run's checkpoint in a git repository, so that a run can go on on another machine.
+
+A long run (the Hopper study's, many hours) outlives the machine it started on: the folder of
+its checkpoints (:mod:`sb3_ofexi.harness.checkpoint`) stays behind when a session's machine is
+taken away. ``park`` copies the newest checkpoint into a folder that is committed; ``unpark``
+rebuilds the checkpoint from it on the next machine, and the run resumes as from any other.
+
+A checkpoint is mostly its replay buffer, and SB3 pickles the buffer with all of its rows
+allocated (1M rows of Hopper: ~112 MB, most of them zeros). A parked checkpoint keeps only the
+rows filled so far, in compressed chunks of ``CHUNK_ROWS`` rows. The buffer of an off-policy run
+only grows until it is full, so a chunk once complete never changes: parking again writes only
+the new chunks and rewrites the last, partial one. What git keeps in its history for a run is
+then the filled buffer once, plus one ``model.zip`` per parking (the weights and optimiser
+states: these change everywhere between two parkings).
+
+A parked folder holds ``parked.json`` (what it holds), ``model.zip`` (deflated again: SB3
+stores its members uncompressed), ``envs.pkl``, ``state.pkl``, ``replay_buffer.stub.pkl`` (the
+buffer with its row arrays removed) and ``buffer-NNNN.npz`` chunks. Unparked, it is the same
+checkpoint, byte for byte in every array: a run resumed from it goes on as from the original.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pathlib
+import pickle
+import shutil
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from sb3_ofexi.harness.checkpoint import POINTER, latest_checkpoint
+
+PARKED = "parked.json"
+#: rows of the replay buffer in one chunk file (Hopper: ~2.5 MB compressed)
+CHUNK_ROWS = 25_000
+#: the checkpoint's files that are copied as they are
+PLAIN_FILES = ("envs.pkl", "state.pkl")
+
+
+def _row_arrays(buffer: Any) -> dict[str, np.ndarray]:
+    """The buffer's arrays indexed by row (first axis ``buffer_size``), by attribute name;
+    the arrays of a dict observation space as ``name/key``."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in vars(buffer).items():
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == buffer.buffer_size:
+            arrays[name] = value
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(
+                isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == buffer.buffer_size for v in value.values()
+            )
+        ):
+            arrays.update({f"{name}/{key}": v for key, v in value.items()})
+    return arrays
+
+
+def _filled_rows(buffer: Any) -> int:
+    return int(buffer.buffer_size if buffer.full else buffer.pos)
+
+
+def _deflate_zip(source: pathlib.Path, target: pathlib.Path) -> None:
+    """Copy a zip file with every member deflated (same names, same bytes once read)."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+
+
+def _read_checkpoint(run_dir: pathlib.Path) -> tuple[pathlib.Path, dict[str, bytes]]:
+    """The newest checkpoint's files, read into memory: a running run may delete the folder as
+    soon as it has written a newer one, so a read that loses that race starts again."""
+    for _ in range(5):
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint to park ({POINTER} missing or stale)")
+        try:
+            names = ("model.zip", "replay_buffer.pkl", *PLAIN_FILES)
+            return checkpoint, {name: (checkpoint / name).read_bytes() for name in names}
+        except FileNotFoundError:
+            continue
+    raise RuntimeError(f"{run_dir}: its checkpoints kept changing while being read; try again")
+
+
+def parked_steps(parked_dir: pathlib.Path) -> int | None:
+    """The env steps of the checkpoint parked in ``parked_dir``; ``None`` when there is none."""
+    meta = parked_dir / PARKED
+    return json.loads(meta.read_text())["num_timesteps"] if meta.exists() else None
+
+
+def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike) -> dict[str, Any]:
+    """Copy the newest checkpoint of ``run_dir`` into ``parked_dir`` (see the module's docstring).
+
+    Complete chunks already parked are kept as they are; files of an earlier parking that the new
+    one does not use are removed. Returns the contents of ``parked.json``.
+    """
+    run_dir, parked_dir = pathlib.Path(run_dir), pathlib.Path(parked_dir)
+    checkpoint, files = _read_checkpoint(run_dir)
+    buffer = pickle.loads(files.pop("replay_buffer.pkl"))
+    rows = _filled_rows(buffer)
+    arrays = _row_arrays(buffer)
+    parked_dir.mkdir(parents=True, exist_ok=True)
+    old = json.loads((parked_dir / PARKED).read_text()) if (parked_dir / PARKED).exists() else {}
+    old_chunks = {chunk["file"]: chunk["rows"] for chunk in old.get("chunks", [])}
+
+    chunks = []
+    for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
+        stop = min(start + CHUNK_ROWS, rows)
+        name = f"buffer-{index:04d}.npz"
+        complete = stop - start == CHUNK_ROWS
+        if not (complete and old_chunks.get(name) == CHUNK_ROWS and (parked_dir / name).exists()):
+            tmp = parked_dir / f"{name}.tmp"
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, **{key: value[start:stop] for key, value in arrays.items()})
+            os.replace(tmp, parked_dir / name)
+        chunks.append({"file": name, "rows": stop - start})
+
+    stub = copy.copy(buffer)
+    for key in arrays:
+        name, _, sub = key.partition("/")
+        if sub:
+            setattr(stub, name, {k: None for k in getattr(buffer, name)})
+        else:
+            setattr(stub, name, None)
+    (parked_dir / "replay_buffer.stub.pkl").write_bytes(pickle.dumps(stub, protocol=pickle.HIGHEST_PROTOCOL))
+    model_tmp = parked_dir / "model.zip.tmp"
+    (parked_dir / "model.raw.tmp").write_bytes(files.pop("model.zip"))
+    _deflate_zip(parked_dir / "model.raw.tmp", model_tmp)
+    (parked_dir / "model.raw.tmp").unlink()
+    os.replace(model_tmp, parked_dir / "model.zip")
+    for name, data in files.items():
+        (parked_dir / name).write_bytes(data)
+
+    meta = {
+        "checkpoint": checkpoint.name,
+        "num_timesteps": int(checkpoint.name.rsplit("-", 1)[1]),
+        "rows": rows,
+        "chunk_rows": CHUNK_ROWS,
+        "chunks": chunks,
+        "arrays": {key: {"shape": list(value.shape), "dtype": value.dtype.str} for key, value in arrays.items()},
+    }
+    tmp = parked_dir / f"{PARKED}.tmp"
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, parked_dir / PARKED)
+    keep = {PARKED, "model.zip", "replay_buffer.stub.pkl", *PLAIN_FILES, *(chunk["file"] for chunk in chunks)}
+    for path in parked_dir.glob("buffer-*.npz"):
+        if path.name not in keep:
+            path.unlink()
+    return meta
+
+
+def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike) -> pathlib.Path:
+    """Rebuild the checkpoint parked in ``parked_dir`` inside ``run_dir`` and point the run at it
+    (``checkpoint.json``), so that the run resumes from it. Returns the checkpoint's folder."""
+    parked_dir, run_dir = pathlib.Path(parked_dir), pathlib.Path(run_dir)
+    meta_path = parked_dir / PARKED
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{parked_dir} holds no parked checkpoint ({PARKED} missing)")
+    meta = json.loads(meta_path.read_text())
+    buffer = pickle.loads((parked_dir / "replay_buffer.stub.pkl").read_bytes())
+    arrays = {key: np.zeros(spec["shape"], dtype=np.dtype(spec["dtype"])) for key, spec in meta["arrays"].items()}
+    start = 0
+    for chunk in meta["chunks"]:
+        with np.load(parked_dir / chunk["file"]) as data:
+            for key, array in arrays.items():
+                part = data[key]
+                if len(part) != chunk["rows"]:
+                    raise ValueError(
+                        f"{parked_dir / chunk['file']}: {key} has {len(part)} rows, {chunk['rows']} expected"
+                    )
+                array[start : start + chunk["rows"]] = part
+        start += chunk["rows"]
+    if start != meta["rows"]:
+        raise ValueError(f"{parked_dir}: its chunks hold {start} rows of the buffer, {meta['rows']} expected")
+    for key, array in arrays.items():
+        name, _, sub = key.partition("/")
+        if sub:
+            getattr(buffer, name)[sub] = array
+        else:
+            setattr(buffer, name, array)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f"{meta['checkpoint']}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    with zipfile.ZipFile(parked_dir / "model.zip") as src, zipfile.ZipFile(tmp / "model.zip", "w") as dst:
+        for info in src.infolist():  # stored again, as SB3 writes it
+            dst.writestr(info.filename, src.read(info.filename))
+    with open(tmp / "replay_buffer.pkl", "wb") as handle:
+        pickle.dump(buffer, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    for name in PLAIN_FILES:
+        shutil.copyfile(parked_dir / name, tmp / name)
+    final = run_dir / meta["checkpoint"]
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    pointer_tmp = run_dir / f"{POINTER}.tmp"
+    pointer_tmp.write_text(json.dumps({"dir": final.name, "num_timesteps": meta["num_timesteps"]}))
+    os.replace(pointer_tmp, run_dir / POINTER)
+    for other in run_dir.glob("checkpoint-*"):
+        if other != final and other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sb3_ofexi.harness.park park RUN_DIR PARKED_DIR`` / ``unpark PARKED_DIR RUN_DIR``
+    / ``steps DIR`` (the env steps of a run's newest checkpoint or of a parked one; empty if none)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) == 3 and args[0] == "park":
+        meta = park(args[1], args[2])
+        print(f"parked {meta['checkpoint']} ({meta['rows']} buffer rows) in {args[2]}")
+    elif len(args) == 3 and args[0] == "unpark":
+        print(f"unparked into {unpark(args[1], args[2])}")
+    elif len(args) == 2 and args[0] == "steps":
+        path = pathlib.Path(args[1])
+        steps = parked_steps(path)
+        if steps is None and (path / POINTER).exists() and latest_checkpoint(path) is not None:
+            steps = json.loads((path / POINTER).read_text())["num_timesteps"]
+        print("" if steps is None else steps)
+    else:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

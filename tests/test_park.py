@@ -1,0 +1,88 @@
+"""Parking a run's checkpoint for another machine (sb3_ofexi.harness.park): what is unparked is
+the checkpoint that was parked, array for array; complete buffer chunks are written once."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_ofexi.harness import park as park_module
+from sb3_ofexi.harness.checkpoint import latest_checkpoint, write_checkpoint
+from sb3_ofexi.harness.park import park, parked_steps, unpark
+
+
+def _model(buffer_size):
+    env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+    return SAC(
+        "MlpPolicy",
+        env,
+        buffer_size=buffer_size,
+        learning_starts=50,
+        batch_size=16,
+        policy_kwargs={"net_arch": [8]},
+        seed=0,
+        device="cpu",
+    )
+
+
+def _checkpoint(model, run_dir, steps):
+    model.learn(steps, reset_num_timesteps=False)
+    return write_checkpoint(run_dir, model, {"train": model.get_env()}, {"wall_s": 1.0})
+
+
+def _same_checkpoint(a, b):
+    buffer_a = pickle.loads((a / "replay_buffer.pkl").read_bytes())
+    buffer_b = pickle.loads((b / "replay_buffer.pkl").read_bytes())
+    assert (buffer_a.pos, buffer_a.full, buffer_a.buffer_size) == (buffer_b.pos, buffer_b.full, buffer_b.buffer_size)
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        np.testing.assert_array_equal(getattr(buffer_a, name), getattr(buffer_b, name))
+        assert getattr(buffer_a, name).dtype == getattr(buffer_b, name).dtype
+    for name in ("envs.pkl", "state.pkl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    model_a, model_b = SAC.load(a / "model.zip", device="cpu"), SAC.load(b / "model.zip", device="cpu")
+    for (key, p), (_, q) in zip(model_a.policy.state_dict().items(), model_b.policy.state_dict().items()):
+        assert th.equal(p, q), key
+    assert model_a.actor.optimizer.state_dict()["state"].keys() == model_b.actor.optimizer.state_dict()["state"].keys()
+
+
+def test_parked_checkpoint_unparks_to_the_same_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(park_module, "CHUNK_ROWS", 120)
+    model, run_dir, parked = _model(1000), tmp_path / "run", tmp_path / "parked"
+    first = _checkpoint(model, run_dir, 300)
+    meta = park(run_dir, parked)
+    assert meta["rows"] == 300 and [c["rows"] for c in meta["chunks"]] == [120, 120, 60]
+    assert parked_steps(parked) == 300
+    chunk0 = (parked / "buffer-0000.npz").stat()
+
+    again = tmp_path / "again"
+    _same_checkpoint(first, unpark(parked, again))
+    assert latest_checkpoint(again).name == "checkpoint-300"
+
+    second = _checkpoint(model, run_dir, 200)  # 500 rows: chunks 0 and 1 complete and kept, 2 rewritten
+    meta = park(run_dir, parked)
+    assert [c["rows"] for c in meta["chunks"]] == [120, 120, 120, 120, 20]
+    assert (parked / "buffer-0000.npz").stat().st_mtime_ns == chunk0.st_mtime_ns, "a complete chunk is written once"
+    _same_checkpoint(second, unpark(parked, again))
+    assert sorted(p.name for p in again.glob("checkpoint-*")) == ["checkpoint-500"]
+
+
+def test_a_full_buffer_parks_every_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(park_module, "CHUNK_ROWS", 64)
+    model, run_dir, parked = _model(150), tmp_path / "run", tmp_path / "parked"
+    checkpoint = _checkpoint(model, run_dir, 260)  # wrapped around: full, pos = 110
+    assert pickle.loads((checkpoint / "replay_buffer.pkl").read_bytes()).full
+    meta = park(run_dir, parked)
+    assert meta["rows"] == 150 and sum(c["rows"] for c in meta["chunks"]) == 150
+    _same_checkpoint(checkpoint, unpark(parked, tmp_path / "again"))
+
+
+def test_nothing_to_park_or_unpark_is_said(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint to park"):
+        park(tmp_path / "run", tmp_path / "parked")
+    with pytest.raises(FileNotFoundError, match="no parked checkpoint"):
+        unpark(tmp_path / "parked", tmp_path / "run")
+    assert parked_steps(tmp_path / "parked") is None
