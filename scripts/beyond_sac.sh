@@ -4,20 +4,24 @@
 # the small entries' sizes, Pendulum's: 4 OFE blocks of 32 units, 128x128 -- the paper's sizes would take ~10 core-hours
 # a run here; the other entries as they are), one run at a time, one torch thread.
 #
-#   bash scripts/beyond_sac.sh            # start / resume in the background (one core, niced below the study)
+#   bash scripts/beyond_sac.sh            # start / resume in the background (one core, niced as the study's runs)
 #   bash scripts/beyond_sac.sh status     # what has finished
-#   bash scripts/beyond_sac.sh measure    # re-time every finished run in one sitting (latency, train step)
+#   bash scripts/beyond_sac.sh measure    # re-time the finished runs whose models are on this machine
 #   bash scripts/beyond_sac.sh publish    # small files + report per task into docs/demo/beyond-sac/ENV/
 #
 # Runs live in $BEYOND_DIR (default ~/sb3-ofexi-beyond, outside the work tree), each task's from a clone of the
 # commit recorded when its sweep first starts (runs/ENV/commit), so editing the package never changes a running
 # comparison; 'sb3-ofexi compare' resumes an interrupted sweep where it stopped. The Python environment is the
 # Hopper study's ($STUDY_DIR/venv, made by scripts/study.sh) with the clone first on PYTHONPATH.
+# A session's machine is not kept for the next one: `start` first copies the runs already published (their
+# summaries) and each task's commit back into $BEYOND_DIR, so the sweep goes on with the runs not yet finished
+# (a run stopped mid-way starts again: a run here takes minutes, not hours). Each run times its exported policy
+# and its training step when it ends (its models do not outlive the machine), under whatever else runs then.
 set -u
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BEYOND_DIR=${BEYOND_DIR:-$HOME/sb3-ofexi-beyond}
 STUDY_DIR=${STUDY_DIR:-$HOME/sb3-ofexi-study}
-NICE=${NICE:-15}  # the Hopper study runs at 10: it keeps most of the cores
+NICE=${NICE:-10}  # as the Hopper study's runs: a third of the two cores each (at 15 it got ~0.3 core, ~25 sessions)
 METHODS=${METHODS:-td3,td3-prune-b,tqc,tqc-prune-b,crossq}
 SEEDS=3
 REACHER_STEPS=${REACHER_STEPS:-50000}
@@ -68,19 +72,37 @@ PY
 }
 
 sweep() {
-  cli Pendulum-v1 compare --env Pendulum-v1 --methods "$METHODS" --seeds $SEEDS --threads 1 --eval-episodes 10 --no-speed \
+  cli Pendulum-v1 compare --env Pendulum-v1 --methods "$METHODS" --seeds $SEEDS --threads 1 --eval-episodes 10 \
     --out "$runs/Pendulum-v1" || return 1
   local src
   src=$(source_dir Reacher-v5) || return 1
   [ -d "$runs/Reacher-v5/hyperparams" ] || reacher_hyperparams "$src" || return 1
   cli Reacher-v5 compare --env Reacher-v5 --methods "$METHODS" --seeds $SEEDS --threads 1 --timesteps "$REACHER_STEPS" \
-    --eval-episodes 10 --no-speed --hyperparams "$runs/Reacher-v5/hyperparams" --out "$runs/Reacher-v5"
+    --eval-episodes 10 --hyperparams "$runs/Reacher-v5/hyperparams" --out "$runs/Reacher-v5"
+}
+
+restore_published() {  # the published runs and commits of each task, where this machine has none
+  local published=$repo/docs/demo/beyond-sac env run dest f
+  for env in Pendulum-v1 Reacher-v5; do
+    [ -f "$published/$env/commit" ] || continue
+    mkdir -p "$runs/$env"
+    [ -f "$runs/$env/commit" ] || cp "$published/$env/commit" "$runs/$env/commit"
+    cmp -s "$published/$env/commit" "$runs/$env/commit" || { echo "$env: $runs/$env/commit is not the published one" >&2; return 1; }
+    for run in "$published/$env"/*/seed*/; do
+      [ -f "$run/summary.json" ] || continue
+      dest=$runs/$env/${run#"$published/$env/"}
+      [ -f "$dest/summary.json" ] && continue
+      mkdir -p "$dest"
+      for f in summary.json evaluations.npz speed.json; do [ -f "$run/$f" ] && cp "$run/$f" "$dest/$f"; done
+    done
+  done
 }
 
 case "${1:-start}" in
   start)
     [ -x "$python" ] || { echo "no $python: run 'bash scripts/study.sh' once (it makes the environment)" >&2; exit 1; }
     mkdir -p "$runs"
+    restore_published || exit 1
     if [ -f "$BEYOND_DIR/pid" ] && kill -0 "$(cat "$BEYOND_DIR/pid")" 2>/dev/null; then
       echo "already running (pid $(cat "$BEYOND_DIR/pid"))"; exit 0
     fi

@@ -3,7 +3,7 @@
 #
 #   bash scripts/study.sh            # start / resume in the background (JOBS runs at a time, niced, 1 core each)
 #   bash scripts/study.sh status     # runs done, running (env steps reached), queued; exit 0 once complete
-#   bash scripts/study.sh publish    # finished runs' small files + docs/study/PROGRESS.md into the repository,
+#   bash scripts/study.sh publish    # finished runs' small files and models + docs/study/PROGRESS.md into the repository,
 #                                    # unfinished runs' newest checkpoints parked in study/parked/ (commit both);
 #                                    # rebuilds docs/RESULTS.md (the study leads it)
 #   bash scripts/study.sh stop       # stop the workers and their runs (each resumes from its last checkpoint)
@@ -21,7 +21,9 @@
 # the package never changes a running run. New runs take the HEAD of the day they start (committed code only).
 # The Python environment ($STUDY_DIR/venv) holds the dependencies; the package comes from the run's clone.
 # Timings in the summaries are taken at the end of each run, beside the other; when a group is complete,
-# re-time it in one quiet sitting before comparing costs: sb3-ofexi measure $STUDY_DIR/runs/GROUP, then publish.
+# re-time it in one quiet sitting before comparing costs: sb3-ofexi measure docs/study/GROUP (the models that
+# publish stores there; the runs finished before it stored them, sac seeds 0-1 and ofe seed 0, keep the timings
+# they took when they ended), then rebuild docs/RESULTS.md with publish.
 set -u
 repo=${SB3_OFEXI_STUDY_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 STUDY_DIR=${STUDY_DIR:-$HOME/sb3-ofexi-study}
@@ -217,6 +219,11 @@ case "${1:-start}" in
     for f in "$runs"/*/*/seed*/study_commit; do
       [ -f "$(dirname "$f")/summary.json" ] || continue
       rel=${f#"$runs"/}; mkdir -p "$repo/docs/study/$(dirname "$rel")"; cp "$f" "$repo/docs/study/$rel"
+      # the trained agent, deflated: `sb3-ofexi measure docs/study/GROUP` re-times it on a later machine
+      model=$(dirname "$f")/model.zip; stored=$repo/docs/study/$(dirname "$rel")/model.zip
+      if [ -f "$model" ] && [ ! -f "$stored" ]; then
+        PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park store-model "$model" "$stored" || exit 1
+      fi
     done
     park_runs || { echo "could not park the unfinished runs" >&2; exit 1; }
     { echo "# Hopper-v5 study: progress"; echo

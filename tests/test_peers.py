@@ -237,7 +237,7 @@ def test_masked_actor_exports_through_the_common_exporter(tmp_path):
     )
 
 
-def test_compare_runs_the_peers_and_reports_their_cost(tmp_path):
+def test_compare_runs_the_peers_and_reports_their_cost(tmp_path, capsys):
     out = tmp_path / "runs" / "Pendulum-v1"
     code = cli_main(
         [
@@ -288,6 +288,9 @@ def test_compare_runs_the_peers_and_reports_their_cost(tmp_path):
     assert "## Pendulum-v1" in text and "| eaudesac |" in text and "### What the savings buy" in text
     assert cli_main(["results", str(results), "--out", str(page)]) == 0
     assert page.read_text() == text
+    # published runs have no model: `measure` keeps their own timings and says so
+    assert cli_main(["measure", str(results / "Pendulum-v1")]) == 2
+    assert "has its model.zip: nothing to re-time" in capsys.readouterr().err
 
 
 def test_cli_export_of_a_peer_model(tmp_path):

@@ -207,6 +207,12 @@ def _measure(args: argparse.Namespace) -> int:
     runs = [root] if (root / "summary.json").exists() else sorted(p.parent for p in root.glob("*/seed*/summary.json"))
     if not runs:
         raise ValueError(f"No finished run in {root}: expected summary.json or METHOD/seedN/summary.json")
+    without = [run_dir for run_dir in runs if not (run_dir / "model.zip").exists()]
+    runs = [run_dir for run_dir in runs if run_dir not in without]
+    for run_dir in without:  # published runs copied back, or runs whose model was removed
+        print(f"{run_dir}: no model.zip here, keeps the timings it took when it ended")
+    if not runs:
+        raise ValueError(f"No finished run in {root} has its model.zip: nothing to re-time")
     print(f"{len(runs)} runs, one after the other, torch on {args.threads} thread(s), onnxruntime on 1")
     for run_dir in runs:
         speed = measure_run(run_dir, args.threads)

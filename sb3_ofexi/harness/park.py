@@ -70,6 +70,16 @@ def _deflate_zip(source: pathlib.Path, target: pathlib.Path) -> None:
             dst.writestr(info.filename, src.read(info.filename))
 
 
+def store_model(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy a finished run's ``model.zip`` into the repository, deflated (what ``measure`` and a
+    user load later: SB3 reads either form)."""
+    target = pathlib.Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    _deflate_zip(pathlib.Path(source), tmp)
+    os.replace(tmp, target)
+
+
 def _read_checkpoint(run_dir: pathlib.Path) -> tuple[pathlib.Path, dict[str, bytes]]:
     """The newest checkpoint's files, read into memory: a running run may delete the folder as
     soon as it has written a newer one, so a read that loses that race starts again."""
@@ -209,7 +219,8 @@ def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike) -> pathlib
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m sb3_ofexi.harness.park park RUN_DIR PARKED_DIR`` / ``unpark PARKED_DIR RUN_DIR``
-    / ``steps DIR`` (the env steps of a run's newest checkpoint or of a parked one; empty if none)."""
+    / ``steps DIR`` (the env steps of a run's newest checkpoint or of a parked one; empty if none)
+    / ``store-model MODEL_ZIP TARGET_ZIP``."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
@@ -218,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parked {meta['checkpoint']} ({meta['rows']} buffer rows) in {args[2]}")
     elif len(args) == 3 and args[0] == "unpark":
         print(f"unparked into {unpark(args[1], args[2])}")
+    elif len(args) == 3 and args[0] == "store-model":
+        store_model(args[1], args[2])
     elif len(args) == 2 and args[0] == "steps":
         path = pathlib.Path(args[1])
         steps = parked_steps(path)
