@@ -197,7 +197,7 @@ status() {  # one line a run; returns 0 when every run has finished
 case "${1:-start}" in
   start)
     mkdir -p "$runs"
-    if pgrep -f "study.sh worker" >/dev/null; then echo "the study is running already: bash scripts/study.sh status"; exit 0; fi
+    if pgrep -f "$STUDY_DIR/study.sh worker" >/dev/null; then echo "the study is running already: bash scripts/study.sh status"; exit 0; fi
     src=$(source_of "$(git -C "$repo" rev-parse HEAD)") || exit 1
     make_venv "$src[harness]" || { echo "could not create $STUDY_DIR/venv" >&2; exit 1; }
     unpark_runs || exit 1
@@ -211,7 +211,7 @@ case "${1:-start}" in
     ;;
   worker) worker; exit 0 ;;
   status) status ;;
-  stop) pkill -f "study.sh worker"; pkill -f "sb3_ofexi.cli train .*--out $runs" ; echo stopped ;;
+  stop) pkill -f "$STUDY_DIR/study.sh worker"; pkill -f "sb3_ofexi.cli train .*--out $runs" ; echo stopped ;;
   publish)
     # small files of finished runs (summaries without this machine's paths, evaluation arrays, timings)
     PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -c \
