@@ -45,7 +45,13 @@ cli() {  # ENV ARGS...: the package of that task's pinned commit
   local src
   src=$(source_dir "$1") || return 1
   shift
-  OMP_NUM_THREADS=1 PYTHONPATH=$src nice -n "$NICE" "$python" -m sb3_ofexi.cli "$@"
+  # torch.compile's cache, one per call: a run killed while gcc writes a kernel leaves a truncated .so behind
+  local cache code
+  cache=$(mktemp -d "$BEYOND_DIR/inductor-cache.XXXXXX")
+  TORCHINDUCTOR_CACHE_DIR=$cache OMP_NUM_THREADS=1 PYTHONPATH=$src nice -n "$NICE" "$python" -m sb3_ofexi.cli "$@"
+  code=$?
+  rm -rf "$cache"
+  return $code
 }
 
 reacher_hyperparams() {  # the package's YAML files of the pinned commit, Reacher-v5 changed as said above

@@ -137,9 +137,17 @@ run_one() {  # GROUP ENV METHOD SEED STEPS [KEY=VALUE ...]; the caller holds the
   src=$(source_of "$commit") || return 1
   for kv in "$@"; do sets+=(--set "$kv"); done
   echo "=== $(date -u +%FT%TZ) $group $method seed $seed ($steps steps) at ${commit:0:7}" | tee -a "$dir/log.txt"
-  OMP_NUM_THREADS=1 PYTHONPATH=$src nice -n "$NICE" "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.cli train \
-    --env "$env" --method "$method" --seed "$seed" --timesteps "$steps" --eval-freq $EVAL_FREQ \
-    --eval-episodes $EVAL_EPISODES --out "$runs/$group" --no-progress "${sets[@]}" >>"$dir/log.txt" 2>&1
+  # torch.compile's cache, one per sitting: a run killed while gcc writes a kernel leaves a truncated .so
+  # behind, and a shared cache would hand it to every later sitting on this machine ("file too short")
+  local cache code
+  cache=$(mktemp -d "$STUDY_DIR/inductor-cache.XXXXXX")
+  TORCHINDUCTOR_CACHE_DIR=$cache OMP_NUM_THREADS=1 PYTHONPATH=$src nice -n "$NICE" "$STUDY_DIR/venv/bin/python" \
+    -m sb3_ofexi.cli train --env "$env" --method "$method" --seed "$seed" --timesteps "$steps" \
+    --eval-freq $EVAL_FREQ --eval-episodes $EVAL_EPISODES --out "$runs/$group" --no-progress "${sets[@]}" \
+    >>"$dir/log.txt" 2>&1
+  code=$?
+  rm -rf "$cache"
+  return $code
 }
 
 worker() {  # takes the first run that is neither finished nor held by another worker, until none is left

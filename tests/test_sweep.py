@@ -92,6 +92,7 @@ def _compare_args(out, hyperparams, methods="prune-b", timesteps=1500):
         str(out),
         "--checkpoint-steps",
         "200",
+        "--no-speed",  # timings are tested in test_peers; here they only cost time
     ]
 
 
@@ -186,6 +187,7 @@ def test_ray_backend_writes_what_the_local_backend_writes(tmp_path):
                 eval_episodes=1,
                 hyperparams_dir=str(hyperparams),
                 threads=1,
+                measure_speed=False,
             )
             for method in ("sac", "prune-b")
         ]
