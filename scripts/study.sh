@@ -22,8 +22,8 @@
 # The Python environment ($STUDY_DIR/venv) holds the dependencies; the package comes from the run's clone.
 # Timings in the summaries are taken at the end of each run, beside the other; when a group is complete,
 # re-time it in one quiet sitting before comparing costs: sb3-ofexi measure docs/study/GROUP (the models that
-# publish stores there; the runs finished before it stored them, sac seeds 0-1 and ofe seed 0, keep the timings
-# they took when they ended), then rebuild docs/RESULTS.md with publish.
+# publish stores there; the runs finished before it stored them, sac seeds 0-1 and ofe seed 0, are timed on a
+# model rebuilt from their settings, which has their sizes: nothing of them was pruned), then publish again.
 set -u
 repo=${SB3_OFEXI_STUDY_REPO:-$(cd "$(dirname "$0")/.." && pwd)}
 STUDY_DIR=${STUDY_DIR:-$HOME/sb3-ofexi-study}

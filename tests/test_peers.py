@@ -288,9 +288,16 @@ def test_compare_runs_the_peers_and_reports_their_cost(tmp_path, capsys):
     assert "## Pendulum-v1" in text and "| eaudesac |" in text and "### What the savings buy" in text
     assert cli_main(["results", str(results), "--out", str(page)]) == 0
     assert page.read_text() == text
-    # published runs have no model: `measure` keeps their own timings and says so
-    assert cli_main(["measure", str(results / "Pendulum-v1")]) == 2
-    assert "has its model.zip: nothing to re-time" in capsys.readouterr().err
+    # published runs have no model: `measure` times a rebuilt model where the sizes allow it (sac:
+    # nothing pruned); the masked peers keep their own timings, and say so
+    capsys.readouterr()
+    assert cli_main(["measure", str(results / "Pendulum-v1")]) == 0
+    said = capsys.readouterr().out
+    assert "polyprune/seed0: no model.zip and pruned" in said and "eaudesac/seed0: no model.zip and pruned" in said
+    speed = json.loads((results / "Pendulum-v1" / "sac" / "seed0" / "speed.json").read_text())
+    assert speed["source"].startswith("sb3-ofexi measure (rebuilt") and speed["deploy_latency_ms"] > 0
+    eaudesac_speed = json.loads((results / "Pendulum-v1" / "eaudesac" / "seed0" / "speed.json").read_text())
+    assert eaudesac_speed["source"] == "sb3-ofexi measure (model.zip)", "the timing from its model is kept"
 
 
 def test_cli_export_of_a_peer_model(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 import time
@@ -202,20 +203,30 @@ def _results(args: argparse.Namespace) -> int:
 
 def _measure(args: argparse.Namespace) -> int:
     from sb3_ofexi.harness.measure import measure_run
+    from sb3_ofexi.harness.runs import rebuild_model
 
     root = pathlib.Path(args.dir)
     runs = [root] if (root / "summary.json").exists() else sorted(p.parent for p in root.glob("*/seed*/summary.json"))
     if not runs:
         raise ValueError(f"No finished run in {root}: expected summary.json or METHOD/seedN/summary.json")
-    without = [run_dir for run_dir in runs if not (run_dir / "model.zip").exists()]
-    runs = [run_dir for run_dir in runs if run_dir not in without]
-    for run_dir in without:  # published runs copied back, or runs whose model was removed
-        print(f"{run_dir}: no model.zip here, keeps the timings it took when it ended")
+    # a run without its model.zip (published, or from another machine) is timed on a model rebuilt
+    # from its settings when that has the run's sizes (nothing pruned); otherwise it keeps its timings
+    models = {}
+    for run_dir in runs:
+        if not (run_dir / "model.zip").exists():
+            models[run_dir] = rebuild_model(json.loads((run_dir / "summary.json").read_text()))
+            if models[run_dir] is None:
+                print(
+                    f"{run_dir}: no model.zip and pruned (or other settings): keeps the timings it took when it ended"
+                )
+    runs = [run_dir for run_dir in runs if models.get(run_dir, True) is not None]
     if not runs:
-        raise ValueError(f"No finished run in {root} has its model.zip: nothing to re-time")
+        raise ValueError(
+            f"No finished run in {root} has its model.zip or sizes a rebuilt model has: nothing to re-time"
+        )
     print(f"{len(runs)} runs, one after the other, torch on {args.threads} thread(s), onnxruntime on 1")
     for run_dir in runs:
-        speed = measure_run(run_dir, args.threads)
+        speed = measure_run(run_dir, args.threads, models.get(run_dir))
         latency, step = speed.get("deploy_latency_ms"), speed.get("train_step_ms")
         print(
             f"{run_dir}: deploy latency {'n/a' if latency is None else f'{1e3 * latency:.1f} us'}, "

@@ -117,8 +117,11 @@ def measure_speed(model: BaseAlgorithm) -> dict[str, Any]:
     return result
 
 
-def measure_run(run_dir: str | pathlib.Path, threads: int | None = 1) -> dict[str, Any]:
-    """Load a finished run's ``model.zip`` and write ``speed.json`` beside its summary."""
+def measure_run(
+    run_dir: str | pathlib.Path, threads: int | None = 1, model: BaseAlgorithm | None = None
+) -> dict[str, Any]:
+    """Time a finished run's ``model.zip`` (or ``model``, a stand-in of its sizes built by
+    :func:`sb3_ofexi.harness.runs.rebuild_model`) and write ``speed.json`` beside its summary."""
     from sb3_ofexi.common.loading import resolve_env
     from sb3_ofexi.harness.registry import METHODS
 
@@ -126,9 +129,12 @@ def measure_run(run_dir: str | pathlib.Path, threads: int | None = 1) -> dict[st
     summary = json.loads((run_dir / "summary.json").read_text())
     if threads:
         th.set_num_threads(threads)
-    _, algo = METHODS[summary["method"]]
-    model = algo.load(run_dir / "model.zip", env=resolve_env(summary["env_id"]), device="cpu")
-    speed = {**measure_speed(model), "source": "sb3-ofexi measure (model.zip)"}
+    source = "sb3-ofexi measure (rebuilt from summary.json: the run's sizes, fresh weights)"
+    if model is None:
+        _, algo = METHODS[summary["method"]]
+        model = algo.load(run_dir / "model.zip", env=resolve_env(summary["env_id"]), device="cpu")
+        source = "sb3-ofexi measure (model.zip)"
+    speed = {**measure_speed(model), "source": source}
     tmp = run_dir / f"{SPEED_FILE}.tmp"
     tmp.write_text(json.dumps(speed, indent=1))
     os.replace(tmp, run_dir / SPEED_FILE)

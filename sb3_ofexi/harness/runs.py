@@ -297,6 +297,27 @@ def _build_resumed(spec: RunSpec, algo: type[BaseAlgorithm], checkpoint: pathlib
     return model, env, eval_env, state
 
 
+def rebuild_model(summary: dict[str, Any]) -> BaseAlgorithm | None:
+    """A model built afresh from a finished run's settings (its summary), to time a run whose
+    ``model.zip`` did not outlive its machine: ``None`` unless the new model has the run's final
+    parameter counts, i.e. nothing was pruned and the settings still build the same networks
+    (a dense network costs the same whatever its weights; a pruned one needs its model)."""
+    names = RunSpec.__dataclass_fields__
+    spec = RunSpec(**{k: v for k, v in summary.items() if k in names})
+    if spec.hyperparams_dir and not pathlib.Path(spec.hyperparams_dir).is_dir():
+        return None  # published summaries keep only the folder's name
+    _, algo = METHODS[spec.method]
+    hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
+    hyperparams.update(spec.overrides)
+    scale_schedule(hyperparams, spec.timesteps)
+    model, env, eval_env, _ = _build_fresh(spec, algo, hyperparams)
+    eval_env.close()
+    if param_counts(model) != summary.get("params"):
+        env.close()
+        return None
+    return model
+
+
 def train_one(spec: RunSpec) -> dict[str, Any]:
     """Train, evaluate every ``eval_freq`` steps, save; write ``summary.json`` and return it.
 
