@@ -14,9 +14,10 @@
 # comparison; 'sb3-ofexi compare' resumes an interrupted sweep where it stopped. The Python environment is the
 # Hopper study's ($STUDY_DIR/venv, made by scripts/study.sh) with the clone first on PYTHONPATH.
 # A session's machine is not kept for the next one: `start` first copies the runs already published (their
-# summaries) and each task's commit back into $BEYOND_DIR, so the sweep goes on with the runs not yet finished
-# (a run stopped mid-way starts again: a run here takes minutes, not hours). Each run times its exported policy
-# and its training step when it ends (its models do not outlive the machine), under whatever else runs then.
+# summaries) and each task's commit back into $BEYOND_DIR, and rebuilds the checkpoints of the runs that
+# `publish` parked mid-way in study/parked/beyond-sac/ (sb3_ofexi.harness.park; commit them), so the sweep goes
+# on where it was. Each run times its exported policy and its training step when it ends (its models do not
+# outlive the machine), under whatever else runs then.
 set -u
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BEYOND_DIR=${BEYOND_DIR:-$HOME/sb3-ofexi-beyond}
@@ -104,11 +105,53 @@ restore_published() {  # the published runs and commits of each task, where this
   done
 }
 
+parked=$repo/study/parked/beyond-sac
+
+each_run() {  # ENV METHOD SEED, one line a run of the comparison
+  for env in Pendulum-v1 Reacher-v5; do
+    for method in ${METHODS//,/ }; do
+      for seed in $(seq 0 $((SEEDS - 1))); do echo "$env $method $seed"; done
+    done
+  done
+}
+
+steps_of() {  # the env steps of a run folder's newest checkpoint, or of a parked one; empty if none
+  [ -d "$1" ] && PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park steps "$1"
+}
+
+unpark_runs() {  # the parked runs with more steps than this machine has of them
+  local env method seed key here there
+  while read -r env method seed; do
+    key=$env/$method/seed$seed
+    [ -f "$parked/$key/parked.json" ] && [ ! -f "$runs/$key/summary.json" ] || continue
+    there=$(steps_of "$parked/$key"); here=$(steps_of "$runs/$key")
+    [ -n "$here" ] && [ "$here" -ge "$there" ] && continue
+    PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park unpark "$parked/$key" "$runs/$key" || return 1
+  done < <(each_run)
+}
+
+park_runs() {  # the newest checkpoint of each unfinished run, when newer than the parked one; finished: removed
+  local env method seed key here there
+  while read -r env method seed; do
+    key=$env/$method/seed$seed
+    if [ -f "$runs/$key/summary.json" ] || [ -f "$repo/docs/demo/beyond-sac/$key/summary.json" ]; then
+      rm -rf "${parked:?}/$key"; continue
+    fi
+    here=$(steps_of "$runs/$key"); there=$(steps_of "$parked/$key")
+    [ -n "$here" ] || continue
+    [ -n "$there" ] && [ "$there" -ge "$here" ] && continue
+    PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park park "$runs/$key" "$parked/$key" || return 1
+  done < <(each_run)
+  [ -d "$parked" ] && find "$parked" -type d -empty -delete
+  return 0
+}
+
 case "${1:-start}" in
   start)
     [ -x "$python" ] || { echo "no $python: run 'bash scripts/study.sh' once (it makes the environment)" >&2; exit 1; }
     mkdir -p "$runs"
     restore_published || exit 1
+    unpark_runs || exit 1
     if [ -f "$BEYOND_DIR/pid" ] && kill -0 "$(cat "$BEYOND_DIR/pid")" 2>/dev/null; then
       echo "already running (pid $(cat "$BEYOND_DIR/pid"))"; exit 0
     fi
@@ -117,16 +160,13 @@ case "${1:-start}" in
     echo "started: runs in $runs (each task pinned to runs/ENV/commit), log $BEYOND_DIR/log.txt"
     ;;
   status)
-    for env in Pendulum-v1 Reacher-v5; do
-      for method in ${METHODS//,/ }; do
-        for seed in $(seq 0 $((SEEDS - 1))); do
-          state=queued
-          [ -f "$runs/$env/$method/seed$seed/progress.json" ] && state=running
-          [ -f "$runs/$env/$method/seed$seed/summary.json" ] && state=done
-          echo "$env $method seed$seed: $state"
-        done
-      done
-    done
+    while read -r env method seed; do
+      key=$env/$method/seed$seed state=queued
+      [ -f "$parked/$key/parked.json" ] && state="parked at $(steps_of "$parked/$key") steps"
+      [ -f "$runs/$key/progress.json" ] && state=running
+      [ -f "$runs/$key/summary.json" ] && state=done
+      echo "$env $method seed$seed: $state"
+    done < <(each_run)
     ;;
   measure)
     for env in Pendulum-v1 Reacher-v5; do
@@ -138,14 +178,16 @@ case "${1:-start}" in
     # the small files and each task's report.md (the results page itself is the MuJoCo study's: not kept)
     (cd "$repo" && cli Pendulum-v1 results "$out" --publish "$runs" --out "$BEYOND_DIR/results.md") || exit 1
     for env in Pendulum-v1 Reacher-v5; do
-      [ -f "$runs/$env/commit" ] && cp "$runs/$env/commit" "$repo/$out/$env/commit"
+      # a task's commit is published as soon as it starts: its parked runs resume from that commit only
+      [ -f "$runs/$env/commit" ] && mkdir -p "$repo/$out/$env" && cp "$runs/$env/commit" "$repo/$out/$env/commit"
     done
     if [ -d "$runs/Reacher-v5/hyperparams" ]; then  # what the Reacher runs read
       mkdir -p "$repo/$out/Reacher-v5/hyperparams"
       cp "$runs/Reacher-v5/hyperparams"/{td3,tqc,crossq,td3_ofexi_prune_b,tqc_ofexi_prune_b,sac_ofexi_prune_b}.yml \
         "$repo/$out/Reacher-v5/hyperparams/"
     fi
-    echo "published into $repo/$out"
+    park_runs || { echo "could not park the unfinished runs" >&2; exit 1; }
+    echo "published into $repo/$out; unfinished runs parked in $parked"
     ;;
   *)
     echo "usage: bash scripts/beyond_sac.sh [start|status|measure|publish]" >&2
