@@ -2,6 +2,7 @@
 the checkpoint that was parked, array for array; complete buffer chunks are written once."""
 
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -55,7 +56,8 @@ def test_parked_checkpoint_unparks_to_the_same_checkpoint(tmp_path, monkeypatch)
     meta = park(run_dir, parked)
     assert meta["rows"] == 300 and [c["rows"] for c in meta["chunks"]] == [120, 120, 60]
     assert parked_steps(parked) == 300
-    chunk0 = (parked / "buffer-0000.npz").stat()
+    (chunk0_path,) = parked.glob("buffer-0000-*.npz")
+    chunk0 = chunk0_path.stat()
 
     again = tmp_path / "again"
     _same_checkpoint(first, unpark(parked, again))
@@ -64,7 +66,8 @@ def test_parked_checkpoint_unparks_to_the_same_checkpoint(tmp_path, monkeypatch)
     second = _checkpoint(model, run_dir, 200)  # 500 rows: chunks 0 and 1 complete and kept, 2 rewritten
     meta = park(run_dir, parked)
     assert [c["rows"] for c in meta["chunks"]] == [120, 120, 120, 120, 20]
-    assert (parked / "buffer-0000.npz").stat().st_mtime_ns == chunk0.st_mtime_ns, "a complete chunk is written once"
+    assert chunk0_path.stat().st_mtime_ns == chunk0.st_mtime_ns, "a complete chunk is written once"
+    assert len(list(parked.glob("buffer-*.npz"))) == 5, "the earlier partial chunk is gone"
     _same_checkpoint(second, unpark(parked, again))
     assert sorted(p.name for p in again.glob("checkpoint-*")) == ["checkpoint-500"]
 
@@ -77,6 +80,25 @@ def test_a_full_buffer_parks_every_row(tmp_path, monkeypatch):
     meta = park(run_dir, parked)
     assert meta["rows"] == 150 and sum(c["rows"] for c in meta["chunks"]) == 150
     _same_checkpoint(checkpoint, unpark(parked, tmp_path / "again"))
+    checkpoint = _checkpoint(model, run_dir, 60)  # the oldest rows overwritten: every chunk changes
+    park(run_dir, parked)
+    _same_checkpoint(checkpoint, unpark(parked, tmp_path / "again"))
+
+
+def test_a_parking_killed_midway_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(park_module, "CHUNK_ROWS", 120)
+    model, run_dir, parked = _model(1000), tmp_path / "run", tmp_path / "parked"
+    first = shutil.copytree(_checkpoint(model, run_dir, 300), tmp_path / "first")  # the run deletes its own
+    park(run_dir, parked)
+    _checkpoint(model, run_dir, 200)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(park_module, "_deflate_zip", killed)  # dies after the chunks, before the model
+    with pytest.raises(KeyboardInterrupt):
+        park(run_dir, parked)
+    _same_checkpoint(first, unpark(parked, tmp_path / "again"))
 
 
 def test_nothing_to_park_or_unpark_is_said(tmp_path):

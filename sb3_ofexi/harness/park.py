@@ -6,17 +6,21 @@ taken away. ``park`` copies the newest checkpoint into a folder that is committe
 rebuilds the checkpoint from it on the next machine, and the run resumes as from any other.
 
 A checkpoint is mostly its replay buffer, and SB3 pickles the buffer with all of its rows
-allocated (1M rows of Hopper: ~112 MB, most of them zeros). A parked checkpoint keeps only the
+allocated (1M rows of Hopper: ~200 MB, most of them zeros). A parked checkpoint keeps only the
 rows filled so far, in compressed chunks of ``CHUNK_ROWS`` rows. The buffer of an off-policy run
 only grows until it is full, so a chunk once complete never changes: parking again writes only
-the new chunks and rewrites the last, partial one. What git keeps in its history for a run is
+the new chunks and the last, partial one (a full buffer overwrites its oldest rows: then every
+chunk is written again). What git keeps in its history for a run is
 then the filled buffer once, plus one ``model.zip`` per parking (the weights and optimiser
 states: these change everywhere between two parkings).
 
-A parked folder holds ``parked.json`` (what it holds), ``model.zip`` (deflated again: SB3
-stores its members uncompressed), ``envs.pkl``, ``state.pkl``, ``replay_buffer.stub.pkl`` (the
-buffer with its row arrays removed) and ``buffer-NNNN.npz`` chunks. Unparked, it is the same
-checkpoint, byte for byte in every array: a run resumed from it goes on as from the original.
+A parked folder holds ``parked.json`` (what it holds, written last) and the files it names:
+``model-STEPS.zip`` (deflated again: SB3 stores its members uncompressed), ``envs-STEPS.pkl``,
+``state-STEPS.pkl``, ``replay_buffer-STEPS.stub.pkl`` (the buffer with its row arrays removed)
+and ``buffer-NNNN-rROWS.npz`` chunks. A file is never rewritten under a name that ``parked.json``
+may name: a parking killed at any moment leaves the previous one whole (its extra files are
+removed by the next). Unparked, it is the same checkpoint, byte for byte in every array: a run
+resumed from it goes on as from the original.
 """
 
 from __future__ import annotations
@@ -116,12 +120,23 @@ def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike) -> dict[str,
     old = json.loads((parked_dir / PARKED).read_text()) if (parked_dir / PARKED).exists() else {}
     old_chunks = {chunk["file"]: chunk["rows"] for chunk in old.get("chunks", [])}
 
+    def write(name: str, data: bytes | None = None, source: pathlib.Path | None = None) -> str:
+        tmp = parked_dir / f"{name}.tmp"
+        if source is not None:
+            _deflate_zip(source, tmp)
+        else:
+            tmp.write_bytes(data)  # type: ignore[arg-type]
+        os.replace(tmp, parked_dir / name)
+        return name
+
+    steps = int(checkpoint.name.rsplit("-", 1)[1])
     chunks = []
     for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
         stop = min(start + CHUNK_ROWS, rows)
-        name = f"buffer-{index:04d}.npz"
-        complete = stop - start == CHUNK_ROWS
-        if not (complete and old_chunks.get(name) == CHUNK_ROWS and (parked_dir / name).exists()):
+        # until the buffer is full its rows only grow: a chunk keeps its name and bytes while its rows
+        # do; once full, the buffer overwrites its oldest rows, so every chunk is written anew
+        name = f"buffer-{index:04d}-r{stop - start}" + (f"-at{steps}.npz" if buffer.full else ".npz")
+        if buffer.full or not (old_chunks.get(name) == stop - start and (parked_dir / name).exists()):
             tmp = parked_dir / f"{name}.tmp"
             with open(tmp, "wb") as handle:
                 np.savez_compressed(handle, **{key: value[start:stop] for key, value in arrays.items()})
@@ -135,29 +150,27 @@ def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike) -> dict[str,
             setattr(stub, name, {k: None for k in getattr(buffer, name)})
         else:
             setattr(stub, name, None)
-    (parked_dir / "replay_buffer.stub.pkl").write_bytes(pickle.dumps(stub, protocol=pickle.HIGHEST_PROTOCOL))
-    model_tmp = parked_dir / "model.zip.tmp"
-    (parked_dir / "model.raw.tmp").write_bytes(files.pop("model.zip"))
-    _deflate_zip(parked_dir / "model.raw.tmp", model_tmp)
-    (parked_dir / "model.raw.tmp").unlink()
-    os.replace(model_tmp, parked_dir / "model.zip")
-    for name, data in files.items():
-        (parked_dir / name).write_bytes(data)
-
+    raw = parked_dir / "model.raw.tmp"
+    raw.write_bytes(files.pop("model.zip"))
+    names = {
+        "buffer_stub": write(f"replay_buffer-{steps}.stub.pkl", pickle.dumps(stub, protocol=pickle.HIGHEST_PROTOCOL)),
+        "model": write(f"model-{steps}.zip", source=raw),
+        **{name: write(name.replace(".pkl", f"-{steps}.pkl"), data) for name, data in files.items()},
+    }
+    raw.unlink()
     meta = {
         "checkpoint": checkpoint.name,
-        "num_timesteps": int(checkpoint.name.rsplit("-", 1)[1]),
+        "num_timesteps": steps,
         "rows": rows,
         "chunk_rows": CHUNK_ROWS,
         "chunks": chunks,
+        "files": names,
         "arrays": {key: {"shape": list(value.shape), "dtype": value.dtype.str} for key, value in arrays.items()},
     }
-    tmp = parked_dir / f"{PARKED}.tmp"
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, parked_dir / PARKED)
-    keep = {PARKED, "model.zip", "replay_buffer.stub.pkl", *PLAIN_FILES, *(chunk["file"] for chunk in chunks)}
-    for path in parked_dir.glob("buffer-*.npz"):
-        if path.name not in keep:
+    write(PARKED, (json.dumps(meta, indent=1) + "\n").encode())
+    keep = {PARKED, *names.values(), *(chunk["file"] for chunk in chunks)}
+    for path in parked_dir.iterdir():
+        if path.name not in keep and path.is_file():
             path.unlink()
     return meta
 
@@ -170,7 +183,8 @@ def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike) -> pathlib
     if not meta_path.exists():
         raise FileNotFoundError(f"{parked_dir} holds no parked checkpoint ({PARKED} missing)")
     meta = json.loads(meta_path.read_text())
-    buffer = pickle.loads((parked_dir / "replay_buffer.stub.pkl").read_bytes())
+    files = meta["files"]
+    buffer = pickle.loads((parked_dir / files["buffer_stub"]).read_bytes())
     arrays = {key: np.zeros(spec["shape"], dtype=np.dtype(spec["dtype"])) for key, spec in meta["arrays"].items()}
     start = 0
     for chunk in meta["chunks"]:
@@ -197,13 +211,13 @@ def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike) -> pathlib
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    with zipfile.ZipFile(parked_dir / "model.zip") as src, zipfile.ZipFile(tmp / "model.zip", "w") as dst:
+    with zipfile.ZipFile(parked_dir / files["model"]) as src, zipfile.ZipFile(tmp / "model.zip", "w") as dst:
         for info in src.infolist():  # stored again, as SB3 writes it
             dst.writestr(info.filename, src.read(info.filename))
     with open(tmp / "replay_buffer.pkl", "wb") as handle:
         pickle.dump(buffer, handle, protocol=pickle.HIGHEST_PROTOCOL)
     for name in PLAIN_FILES:
-        shutil.copyfile(parked_dir / name, tmp / name)
+        shutil.copyfile(parked_dir / files[name], tmp / name)
     final = run_dir / meta["checkpoint"]
     if final.exists():
         shutil.rmtree(final)
