@@ -100,9 +100,10 @@ restore_published() {  # the published runs and commits of each task, where this
       dest=$runs/$env/${run#"$published/$env/"}
       [ -f "$dest/summary.json" ] && continue
       mkdir -p "$dest"
-      for f in summary.json evaluations.npz speed.json; do [ -f "$run/$f" ] && cp "$run/$f" "$dest/$f"; done
+      for f in summary.json evaluations.npz speed.json; do if [ -f "$run/$f" ]; then cp "$run/$f" "$dest/$f"; fi; done
     done
   done
+  return 0
 }
 
 parked=$repo/study/parked/beyond-sac
@@ -126,8 +127,10 @@ unpark_runs() {  # the parked runs with more steps than this machine has of them
     [ -f "$parked/$key/parked.json" ] && [ ! -f "$runs/$key/summary.json" ] || continue
     there=$(steps_of "$parked/$key"); here=$(steps_of "$runs/$key")
     [ -n "$here" ] && [ "$here" -ge "$there" ] && continue
-    PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park unpark "$parked/$key" "$runs/$key" || return 1
+    PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park unpark "$parked/$key" "$runs/$key" \
+      || echo "!!! could not unpark $key: it starts from its own checkpoint, or from step 0" >&2
   done < <(each_run)
+  return 0
 }
 
 park_runs() {  # the newest checkpoint of each unfinished run, when newer than the parked one; finished: removed
@@ -140,7 +143,10 @@ park_runs() {  # the newest checkpoint of each unfinished run, when newer than t
     here=$(steps_of "$runs/$key"); there=$(steps_of "$parked/$key")
     [ -n "$here" ] || continue
     [ -n "$there" ] && [ "$there" -ge "$here" ] && continue
-    PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park park "$runs/$key" "$parked/$key" || return 1
+    if ! PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park park "$runs/$key" "$parked/$key"; then
+      [ -f "$runs/$key/summary.json" ] && continue  # it ended (and dropped its checkpoints) meanwhile
+      return 1
+    fi
   done < <(each_run)
   [ -d "$parked" ] && find "$parked" -type d -empty -delete
   return 0
@@ -149,12 +155,13 @@ park_runs() {  # the newest checkpoint of each unfinished run, when newer than t
 case "${1:-start}" in
   start)
     [ -x "$python" ] || { echo "no $python: run 'bash scripts/study.sh' once (it makes the environment)" >&2; exit 1; }
-    mkdir -p "$runs"
-    restore_published || exit 1
-    unpark_runs || exit 1
     if [ -f "$BEYOND_DIR/pid" ] && kill -0 "$(cat "$BEYOND_DIR/pid")" 2>/dev/null; then
       echo "already running (pid $(cat "$BEYOND_DIR/pid"))"; exit 0
     fi
+    mkdir -p "$runs"
+    rm -rf "$BEYOND_DIR"/inductor-cache.*  # of sweeps that were stopped
+    restore_published || exit 1
+    unpark_runs
     (sweep >>"$BEYOND_DIR/log.txt" 2>&1; echo "$(date -u +%FT%TZ) sweep ended: $?" >>"$BEYOND_DIR/log.txt") &
     echo $! >"$BEYOND_DIR/pid"
     echo "started: runs in $runs (each task pinned to runs/ENV/commit), log $BEYOND_DIR/log.txt"

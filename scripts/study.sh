@@ -106,11 +106,12 @@ unpark_runs() {  # every unfinished run parked in the repository with more steps
     there=$(steps_of "$parked/$key"); here=$(steps_of "$runs/$key")
     [ -n "$here" ] && [ "$here" -ge "$there" ] && continue
     mkdir -p "$runs/$key"
-    for f in $SMALL_FILES; do [ -f "$parked/$key/$f" ] && cp "$parked/$key/$f" "$runs/$key/$f"; done
+    for f in $SMALL_FILES; do if [ -f "$parked/$key/$f" ]; then cp "$parked/$key/$f" "$runs/$key/$f"; fi; done
     rm -f "$runs/$key/failed.json"
     PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park unpark "$parked/$key" "$runs/$key" \
-      || { echo "could not unpark $key" >&2; return 1; }
+      || echo "!!! could not unpark $key: it starts from its own checkpoint, or from step 0" >&2
   done < <(queue)
+  return 0
 }
 
 park_runs() {  # the newest checkpoint of every unfinished run, when newer than what is parked; finished: removed
@@ -120,8 +121,11 @@ park_runs() {  # the newest checkpoint of every unfinished run, when newer than 
     here=$(steps_of "$runs/$key"); there=$(steps_of "$parked/$key")
     [ -n "$here" ] || continue
     [ -n "$there" ] && [ "$there" -ge "$here" ] && continue
-    PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park park "$runs/$key" "$parked/$key" || return 1
-    for f in $SMALL_FILES; do [ -f "$runs/$key/$f" ] && cp "$runs/$key/$f" "$parked/$key/$f"; done
+    if ! PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park park "$runs/$key" "$parked/$key"; then
+      finished "$group" "$method" "$seed" && continue  # it ended (and dropped its checkpoints) meanwhile
+      return 1
+    fi
+    for f in $SMALL_FILES; do if [ -f "$runs/$key/$f" ]; then cp "$runs/$key/$f" "$parked/$key/$f"; fi; done
   done < <(queue)
   find "$parked" -type d -empty -delete 2>/dev/null
   return 0
@@ -206,6 +210,7 @@ case "${1:-start}" in
   start)
     mkdir -p "$runs"
     if pgrep -f "$STUDY_DIR/study.sh worker" >/dev/null; then echo "the study is running already: bash scripts/study.sh status"; exit 0; fi
+    rm -rf "$STUDY_DIR"/inductor-cache.*  # of sittings that were stopped
     src=$(source_of "$(git -C "$repo" rev-parse HEAD)") || exit 1
     make_venv "$src[harness]" || { echo "could not create $STUDY_DIR/venv" >&2; exit 1; }
     unpark_runs || exit 1

@@ -209,29 +209,32 @@ def _measure(args: argparse.Namespace) -> int:
     runs = [root] if (root / "summary.json").exists() else sorted(p.parent for p in root.glob("*/seed*/summary.json"))
     if not runs:
         raise ValueError(f"No finished run in {root}: expected summary.json or METHOD/seedN/summary.json")
-    # a run without its model.zip (published, or from another machine) is timed on a model rebuilt
-    # from its settings when that has the run's sizes (nothing pruned); otherwise it keeps its timings
-    models = {}
+    print(f"{len(runs)} runs, one after the other, torch on {args.threads} thread(s), onnxruntime on 1")
+    timed = 0
     for run_dir in runs:
+        model = None
         if not (run_dir / "model.zip").exists():
-            models[run_dir] = rebuild_model(json.loads((run_dir / "summary.json").read_text()))
-            if models[run_dir] is None:
+            # a run without its model.zip (published, or from another machine) is timed on a model rebuilt
+            # from its settings when that has the run's sizes (nothing pruned); else it keeps its timings
+            try:
+                model = rebuild_model(json.loads((run_dir / "summary.json").read_text()))
+            except Exception as error:  # noqa: BLE001  (a method or env gone since: that run only)
+                print(f"{run_dir}: no model.zip, and its settings build nothing here ({type(error).__name__}: {error})")
+                continue
+            if model is None:
                 print(
                     f"{run_dir}: no model.zip and pruned (or other settings): keeps the timings it took when it ended"
                 )
-    runs = [run_dir for run_dir in runs if models.get(run_dir, True) is not None]
-    if not runs:
-        raise ValueError(
-            f"No finished run in {root} has its model.zip or sizes a rebuilt model has: nothing to re-time"
-        )
-    print(f"{len(runs)} runs, one after the other, torch on {args.threads} thread(s), onnxruntime on 1")
-    for run_dir in runs:
-        speed = measure_run(run_dir, args.threads, models.get(run_dir))
+                continue
+        speed = measure_run(run_dir, args.threads, model)
+        timed += 1
         latency, step = speed.get("deploy_latency_ms"), speed.get("train_step_ms")
         print(
             f"{run_dir}: deploy latency {'n/a' if latency is None else f'{1e3 * latency:.1f} us'}, "
             f"train step {'n/a' if step is None else f'{step:.2f} ms'}"
         )
+    if not timed:
+        raise ValueError(f"No finished run in {root} has its model.zip or sizes a rebuilt model has: nothing re-timed")
     return 0
 
 

@@ -8,16 +8,16 @@ rebuilds the checkpoint from it on the next machine, and the run resumes as from
 A checkpoint is mostly its replay buffer, and SB3 pickles the buffer with all of its rows
 allocated (1M rows of Hopper: ~200 MB, most of them zeros). A parked checkpoint keeps only the
 rows filled so far, in compressed chunks of ``CHUNK_ROWS`` rows. The buffer of an off-policy run
-only grows until it is full, so a chunk once complete never changes: parking again writes only
-the new chunks and the last, partial one (a full buffer overwrites its oldest rows: then every
-chunk is written again). What git keeps in its history for a run is
+only grows until it is full, so a chunk once complete never changes: each chunk is named by the
+hash of its rows, and parking again writes only the chunks whose rows changed (the new ones and
+the last, partial one; every chunk of a full buffer, which overwrites its oldest rows). What git keeps in its history for a run is
 then the filled buffer once, plus one ``model.zip`` per parking (the weights and optimiser
 states: these change everywhere between two parkings).
 
 A parked folder holds ``parked.json`` (what it holds, written last) and the files it names:
 ``model-STEPS.zip`` (deflated again: SB3 stores its members uncompressed), ``envs-STEPS.pkl``,
 ``state-STEPS.pkl``, ``replay_buffer-STEPS.stub.pkl`` (the buffer with its row arrays removed)
-and ``buffer-NNNN-rROWS.npz`` chunks. A file is never rewritten under a name that ``parked.json``
+and ``buffer-NNNN-HASH.npz`` chunks. A file is never rewritten under a name that ``parked.json``
 may name: a parking killed at any moment leaves the previous one whole (its extra files are
 removed by the next). Unparked, it is the same checkpoint, byte for byte in every array: a run
 resumed from it goes on as from the original.
@@ -26,6 +26,7 @@ resumed from it goes on as from the original.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import pathlib
@@ -64,7 +65,20 @@ def _row_arrays(buffer: Any) -> dict[str, np.ndarray]:
 
 
 def _filled_rows(buffer: Any) -> int:
-    return int(buffer.buffer_size if buffer.full else buffer.pos)
+    """Rows holding data: up to ``pos``, and the row at ``pos`` too when the buffer keeps each next
+    observation in the following row (``optimize_memory_usage``)."""
+    if buffer.full:
+        return int(buffer.buffer_size)
+    return int(min(buffer.pos + int(bool(getattr(buffer, "optimize_memory_usage", False))), buffer.buffer_size))
+
+
+def _digest(arrays: dict[str, np.ndarray], start: int, stop: int) -> str:
+    """What a chunk holds, as a name: a chunk is written once, under the hash of its rows."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(arrays[key][start:stop]).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _deflate_zip(source: pathlib.Path, target: pathlib.Path) -> None:
@@ -116,9 +130,14 @@ def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike) -> dict[str,
     buffer = pickle.loads(files.pop("replay_buffer.pkl"))
     rows = _filled_rows(buffer)
     arrays = _row_arrays(buffer)
+    if not arrays:
+        raise ValueError(
+            f"{checkpoint}: its replay buffer ({type(buffer).__name__}) keeps no NumPy arrays of buffer_size "
+            "rows: accepted: SB3's ReplayBuffer and DictReplayBuffer (a device buffer is parked from a CPU run)"
+        )
     parked_dir.mkdir(parents=True, exist_ok=True)
-    old = json.loads((parked_dir / PARKED).read_text()) if (parked_dir / PARKED).exists() else {}
-    old_chunks = {chunk["file"]: chunk["rows"] for chunk in old.get("chunks", [])}
+    for leftover in parked_dir.glob("*.tmp"):  # of a parking killed mid-way
+        leftover.unlink()
 
     def write(name: str, data: bytes | None = None, source: pathlib.Path | None = None) -> str:
         tmp = parked_dir / f"{name}.tmp"
@@ -133,10 +152,10 @@ def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike) -> dict[str,
     chunks = []
     for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
         stop = min(start + CHUNK_ROWS, rows)
-        # until the buffer is full its rows only grow: a chunk keeps its name and bytes while its rows
-        # do; once full, the buffer overwrites its oldest rows, so every chunk is written anew
-        name = f"buffer-{index:04d}-r{stop - start}" + (f"-at{steps}.npz" if buffer.full else ".npz")
-        if buffer.full or not (old_chunks.get(name) == stop - start and (parked_dir / name).exists()):
+        # named by what it holds: a complete chunk of a growing buffer is written once; rows that a
+        # full buffer overwrote, or another trajectory's, make another name
+        name = f"buffer-{index:04d}-{_digest(arrays, start, stop)}.npz"
+        if not (parked_dir / name).exists():
             tmp = parked_dir / f"{name}.tmp"
             with open(tmp, "wb") as handle:
                 np.savez_compressed(handle, **{key: value[start:stop] for key, value in arrays.items()})
@@ -188,7 +207,7 @@ def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike) -> pathlib
     arrays = {key: np.zeros(spec["shape"], dtype=np.dtype(spec["dtype"])) for key, spec in meta["arrays"].items()}
     start = 0
     for chunk in meta["chunks"]:
-        with np.load(parked_dir / chunk["file"]) as data:
+        with np.load(parked_dir / chunk["file"], allow_pickle=True) as data:  # HER's infos are objects
             for key, array in arrays.items():
                 part = data[key]
                 if len(part) != chunk["rows"]:

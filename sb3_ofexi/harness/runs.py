@@ -303,9 +303,11 @@ def rebuild_model(summary: dict[str, Any]) -> BaseAlgorithm | None:
     parameter counts, i.e. nothing was pruned and the settings still build the same networks
     (a dense network costs the same whatever its weights; a pruned one needs its model)."""
     names = RunSpec.__dataclass_fields__
-    spec = RunSpec(**{k: v for k, v in summary.items() if k in names})
-    if spec.hyperparams_dir and not pathlib.Path(spec.hyperparams_dir).is_dir():
-        return None  # published summaries keep only the folder's name
+    spec = RunSpec(**{**{k: v for k, v in summary.items() if k in names}, "device": "cpu"})
+    if spec.hyperparams_dir and not (
+        pathlib.Path(spec.hyperparams_dir).is_absolute() and pathlib.Path(spec.hyperparams_dir).is_dir()
+    ):
+        return None  # a published summary keeps only the folder's name: which files it read is unknown
     _, algo = METHODS[spec.method]
     hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
     hyperparams.update(spec.overrides)
