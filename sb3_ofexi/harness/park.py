@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 import pathlib
@@ -156,10 +157,9 @@ def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike) -> dict[str,
         # full buffer overwrote, or another trajectory's, make another name
         name = f"buffer-{index:04d}-{_digest(arrays, start, stop)}.npz"
         if not (parked_dir / name).exists():
-            tmp = parked_dir / f"{name}.tmp"
-            with open(tmp, "wb") as handle:
-                np.savez_compressed(handle, **{key: value[start:stop] for key, value in arrays.items()})
-            os.replace(tmp, parked_dir / name)
+            data = io.BytesIO()
+            np.savez_compressed(data, **{key: value[start:stop] for key, value in arrays.items()})
+            write(name, data.getvalue())
         chunks.append({"file": name, "rows": stop - start})
 
     stub = copy.copy(buffer)
