@@ -297,6 +297,14 @@ def _build_resumed(spec: RunSpec, algo: type[BaseAlgorithm], checkpoint: pathlib
     return model, env, eval_env, state
 
 
+def _run_hyperparams(spec: RunSpec) -> dict[str, Any]:
+    """The run's keyword arguments: its YAML entry, the spec's overrides, schedules scaled to its length."""
+    hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
+    hyperparams.update(spec.overrides)
+    scale_schedule(hyperparams, spec.timesteps)
+    return hyperparams
+
+
 def rebuild_model(summary: dict[str, Any]) -> BaseAlgorithm | None:
     """A model built afresh from a finished run's settings (its summary), to time a run whose
     ``model.zip`` did not outlive its machine: ``None`` unless the new model has the run's final
@@ -309,10 +317,7 @@ def rebuild_model(summary: dict[str, Any]) -> BaseAlgorithm | None:
     ):
         return None  # a published summary keeps only the folder's name: which files it read is unknown
     _, algo = METHODS[spec.method]
-    hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
-    hyperparams.update(spec.overrides)
-    scale_schedule(hyperparams, spec.timesteps)
-    model, env, eval_env, _ = _build_fresh(spec, algo, hyperparams)
+    model, env, eval_env, _ = _build_fresh(spec, algo, _run_hyperparams(spec))
     eval_env.close()
     if param_counts(model) != summary.get("params"):
         env.close()
@@ -336,15 +341,13 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     _, algo = METHODS[spec.method]
-    hyperparams = load_hyperparams(spec.method, spec.env_id, spec.hyperparams_dir)
     if spec.overrides and not is_ofexi(algo):  # size budgets are the OFEXi algorithms'
         accepted = [m for m, (_, cls) in METHODS.items() if is_ofexi(cls)]
         raise ValueError(
             f"{sorted(spec.overrides)} apply to the OFEXi methods only, not to {spec.method!r} "
             f"({algo.__name__}): accepted methods: {accepted}"
         )
-    hyperparams.update(spec.overrides)
-    scale_schedule(hyperparams, spec.timesteps)
+    hyperparams = _run_hyperparams(spec)
     eval_freq = spec.eval_freq or default_eval_freq(spec.timesteps)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
