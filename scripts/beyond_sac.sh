@@ -116,34 +116,30 @@ each_run() {  # ENV METHOD SEED, one line a run of the comparison
   done
 }
 
-steps_of() {  # the env steps of a run folder's newest checkpoint, or of a parked one; empty if none
-  [ -d "$1" ] && PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park steps "$1"
+parking() {  # park|unpark|steps ARGS...: the repository's sb3_ofexi.harness.park
+  PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park "$@"
 }
 
 unpark_runs() {  # the parked runs with more steps than this machine has of them
-  local env method seed key here there
+  local env method seed key
   while read -r env method seed; do
     key=$env/$method/seed$seed
     [ -f "$parked/$key/parked.json" ] && [ ! -f "$runs/$key/summary.json" ] || continue
-    there=$(steps_of "$parked/$key"); here=$(steps_of "$runs/$key")
-    [ -n "$here" ] && [ "$here" -ge "$there" ] && continue
-    PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park unpark "$parked/$key" "$runs/$key" \
+    parking unpark --if-newer "$parked/$key" "$runs/$key" \
       || echo "!!! could not unpark $key: it starts from its own checkpoint, or from step 0" >&2
   done < <(each_run)
   return 0
 }
 
 park_runs() {  # the newest checkpoint of each unfinished run, when newer than the parked one; finished: removed
-  local env method seed key here there
+  local env method seed key
   while read -r env method seed; do
     key=$env/$method/seed$seed
     if [ -f "$runs/$key/summary.json" ] || [ -f "$repo/docs/demo/beyond-sac/$key/summary.json" ]; then
       rm -rf "${parked:?}/$key"; continue
     fi
-    here=$(steps_of "$runs/$key"); there=$(steps_of "$parked/$key")
-    [ -n "$here" ] || continue
-    [ -n "$there" ] && [ "$there" -ge "$here" ] && continue
-    if ! PYTHONPATH=$repo "$python" -m sb3_ofexi.harness.park park "$runs/$key" "$parked/$key"; then
+    [ -d "$runs/$key" ] || continue
+    if ! parking park --if-newer "$runs/$key" "$parked/$key"; then
       [ -f "$runs/$key/summary.json" ] && continue  # it ended (and dropped its checkpoints) meanwhile
       return 1
     fi
@@ -169,7 +165,7 @@ case "${1:-start}" in
   status)
     while read -r env method seed; do
       key=$env/$method/seed$seed state=queued
-      [ -f "$parked/$key/parked.json" ] && state="parked at $(steps_of "$parked/$key") steps"
+      [ -f "$parked/$key/parked.json" ] && state="parked at $(parking steps "$parked/$key") steps"
       [ -f "$runs/$key/progress.json" ] && state=running
       [ -f "$runs/$key/summary.json" ] && state=done
       echo "$env $method seed$seed: $state"

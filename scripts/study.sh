@@ -92,23 +92,19 @@ make_venv() {  # the packages of study/requirements.txt when it exists; else the
   touch "$venv/.ready"
 }
 
-steps_of() {  # the env steps of a run folder's newest checkpoint, or of a parked one; empty if none
-  [ -d "$1" ] || return 0
-  PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park steps "$1"
+parking() {  # park|unpark|steps ARGS...: the repository's sb3_ofexi.harness.park; runs carry their small files
+  local carry=()
+  case $1 in park | unpark) carry=(--carry "${SMALL_FILES// /,}") ;; esac
+  PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park "$@" "${carry[@]}"
 }
 
 unpark_runs() {  # every unfinished run parked in the repository with more steps than this machine has
   [ -d "$parked" ] || return 0
   while read -r group env method seed steps extra; do
-    local key=$group/$method/seed$seed here there
+    local key=$group/$method/seed$seed
     finished "$group" "$method" "$seed" && continue
     [ -f "$parked/$key/parked.json" ] || continue
-    there=$(steps_of "$parked/$key"); here=$(steps_of "$runs/$key")
-    [ -n "$here" ] && [ "$here" -ge "$there" ] && continue
-    mkdir -p "$runs/$key"
-    for f in $SMALL_FILES; do if [ -f "$parked/$key/$f" ]; then cp "$parked/$key/$f" "$runs/$key/$f"; fi; done
-    rm -f "$runs/$key/failed.json"
-    PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park unpark "$parked/$key" "$runs/$key" \
+    parking unpark --if-newer "$parked/$key" "$runs/$key" \
       || echo "!!! could not unpark $key: it starts from its own checkpoint, or from step 0" >&2
   done < <(queue)
   return 0
@@ -116,16 +112,13 @@ unpark_runs() {  # every unfinished run parked in the repository with more steps
 
 park_runs() {  # the newest checkpoint of every unfinished run, when newer than what is parked; finished: removed
   while read -r group env method seed steps extra; do
-    local key=$group/$method/seed$seed here there
+    local key=$group/$method/seed$seed
     if finished "$group" "$method" "$seed"; then rm -rf "${parked:?}/$key"; continue; fi
-    here=$(steps_of "$runs/$key"); there=$(steps_of "$parked/$key")
-    [ -n "$here" ] || continue
-    [ -n "$there" ] && [ "$there" -ge "$here" ] && continue
-    if ! PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.harness.park park "$runs/$key" "$parked/$key"; then
+    [ -d "$runs/$key" ] || continue
+    if ! parking park --if-newer "$runs/$key" "$parked/$key"; then
       finished "$group" "$method" "$seed" && continue  # it ended (and dropped its checkpoints) meanwhile
       return 1
     fi
-    for f in $SMALL_FILES; do if [ -f "$runs/$key/$f" ]; then cp "$runs/$key/$f" "$parked/$key/$f"; fi; done
   done < <(queue)
   find "$parked" -type d -empty -delete 2>/dev/null
   return 0
@@ -196,7 +189,7 @@ status() {  # one line a run; returns 0 when every run has finished
       steps_done=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); print(p['timesteps'])" "$dir/progress.json")
       note=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); e=p.get('last_eval'); print('' if e is None else f'last eval {e:.1f}')" "$dir/progress.json")
       [ -f "$dir/failed.json" ] && state="failed (resumable)"
-      [ "$dir" = "$parked/$group/$method/seed$seed" ] && state="parked (resumes from $(steps_of "$dir"))"
+      [ "$dir" = "$parked/$group/$method/seed$seed" ] && state="parked (resumes from $(parking steps "$dir"))"
     else
       left=$((left + 1)); state=queued; steps_done=0
     fi

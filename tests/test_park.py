@@ -12,7 +12,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_ofexi.harness import park as park_module
 from sb3_ofexi.harness.checkpoint import latest_checkpoint, write_checkpoint
-from sb3_ofexi.harness.park import park, parked_steps, unpark
+from sb3_ofexi.harness.park import checkpoint_steps, main, park, park_if_newer, parked_steps, unpark, unpark_if_newer
 
 
 def _model(buffer_size, **kwargs):
@@ -112,6 +112,38 @@ def test_nothing_to_park_or_unpark_is_said(tmp_path):
     with pytest.raises(FileNotFoundError, match="no parked checkpoint"):
         unpark(tmp_path / "parked", tmp_path / "run")
     assert parked_steps(tmp_path / "parked") is None
+    assert park_if_newer(tmp_path / "run", tmp_path / "parked") is None
+    assert unpark_if_newer(tmp_path / "parked", tmp_path / "run") is None
+    with pytest.raises(ValueError, match="carry='../progress.json'"):
+        park(tmp_path / "run", tmp_path / "parked", carry=("../progress.json",))
+
+
+def test_only_a_newer_checkpoint_moves_and_carries_the_run_files(tmp_path, capsys):
+    model, run_dir, parked, other = _model(1000), tmp_path / "run", tmp_path / "parked", tmp_path / "other"
+    _checkpoint(model, run_dir, 300)
+    (run_dir / "study_commit").write_text("abc\n")
+    (run_dir / "progress.json").write_text('{"timesteps": 300}')
+    carry = ("study_commit", "progress.json", "absent.txt")
+    assert park_if_newer(run_dir, parked, carry)["num_timesteps"] == 300
+    assert (parked / "study_commit").read_text() == "abc\n"
+    assert park_if_newer(run_dir, parked, carry) is None, "the same checkpoint is not parked twice"
+
+    # another machine: nothing there, so it unparks; then it runs on and is newer than what is parked
+    assert unpark_if_newer(parked, other, carry).name == "checkpoint-300"
+    assert checkpoint_steps(other) == 300 and (other / "progress.json").read_text() == '{"timesteps": 300}'
+    assert unpark_if_newer(parked, other, carry) is None
+    _checkpoint(model, run_dir, 100)
+    shutil.rmtree(other)
+    shutil.copytree(run_dir, other)  # 400 steps here, 300 parked: the parked one must not win
+    (other / "progress.json").write_text('{"timesteps": 400}')
+    assert main(["unpark", "--if-newer", "--carry", "progress.json", str(parked), str(other)]) == 0
+    assert "nothing unparked" in capsys.readouterr().out
+    assert checkpoint_steps(other) == 400 and (other / "progress.json").read_text() == '{"timesteps": 400}'
+    assert main(["park", "--if-newer", "--carry", "progress.json,study_commit", str(other), str(parked)]) == 0
+    assert "parked checkpoint-400" in capsys.readouterr().out
+    assert parked_steps(parked) == 400 and (parked / "progress.json").read_text() == '{"timesteps": 400}'
+    assert (parked / "study_commit").read_text() == "abc\n"
+    assert main(["steps", str(parked)]) == 0 and capsys.readouterr().out == "400\n"
 
 
 def test_a_memory_optimised_buffer_keeps_the_row_after_the_last(tmp_path):

@@ -120,13 +120,15 @@ def parked_steps(parked_dir: pathlib.Path) -> int | None:
     return json.loads(meta.read_text())["num_timesteps"] if meta.exists() else None
 
 
-def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike) -> dict[str, Any]:
-    """Copy the newest checkpoint of ``run_dir`` into ``parked_dir`` (see the module's docstring).
+def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike, carry: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Copy the newest checkpoint of ``run_dir`` into ``parked_dir`` (see the module's docstring),
+    with the files of the run's folder named in ``carry`` (its progress, evaluations, log).
 
     Complete chunks already parked are kept as they are; files of an earlier parking that the new
     one does not use are removed. Returns the contents of ``parked.json``.
     """
     run_dir, parked_dir = pathlib.Path(run_dir), pathlib.Path(parked_dir)
+    _check_carry(carry)
     checkpoint, files = _read_checkpoint(run_dir)
     buffer = pickle.loads(files.pop("replay_buffer.pkl"))
     rows = _filled_rows(buffer)
@@ -186,18 +188,21 @@ def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike) -> dict[str,
         "files": names,
         "arrays": {key: {"shape": list(value.shape), "dtype": value.dtype.str} for key, value in arrays.items()},
     }
+    _carry(run_dir, parked_dir, carry)  # before parked.json: a parking is whole with what it carries
     write(PARKED, (json.dumps(meta, indent=1) + "\n").encode())
-    keep = {PARKED, *names.values(), *(chunk["file"] for chunk in chunks)}
+    keep = {PARKED, *names.values(), *(chunk["file"] for chunk in chunks), *carry}
     for path in parked_dir.iterdir():
         if path.name not in keep and path.is_file():
             path.unlink()
     return meta
 
 
-def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike) -> pathlib.Path:
+def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike, carry: tuple[str, ...] = ()) -> pathlib.Path:
     """Rebuild the checkpoint parked in ``parked_dir`` inside ``run_dir`` and point the run at it
-    (``checkpoint.json``), so that the run resumes from it. Returns the checkpoint's folder."""
+    (``checkpoint.json``), so that the run resumes from it; the files named in ``carry`` are copied
+    back first. Returns the checkpoint's folder."""
     parked_dir, run_dir = pathlib.Path(parked_dir), pathlib.Path(run_dir)
+    _check_carry(carry)
     meta_path = parked_dir / PARKED
     if not meta_path.exists():
         raise FileNotFoundError(f"{parked_dir} holds no parked checkpoint ({PARKED} missing)")
@@ -241,6 +246,7 @@ def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike) -> pathlib
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    _carry(parked_dir, run_dir, carry)  # before the pointer: a run never resumes without them
     pointer_tmp = run_dir / f"{POINTER}.tmp"
     pointer_tmp.write_text(json.dumps({"dir": final.name, "num_timesteps": meta["num_timesteps"]}))
     os.replace(pointer_tmp, run_dir / POINTER)
@@ -250,29 +256,101 @@ def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike) -> pathlib
     return final
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sb3_ofexi.harness.park park RUN_DIR PARKED_DIR`` / ``unpark PARKED_DIR RUN_DIR``
-    / ``steps DIR`` (the env steps of a run's newest checkpoint or of a parked one; empty if none)
-    / ``store-model MODEL_ZIP TARGET_ZIP``."""
-    import sys
+def checkpoint_steps(path: str | os.PathLike) -> int | None:
+    """The env steps of the checkpoint parked in ``path``, or else of the newest checkpoint of the
+    run folder ``path``; ``None`` when it holds neither."""
+    path = pathlib.Path(path)
+    steps = parked_steps(path)
+    if steps is None and (path / POINTER).exists() and latest_checkpoint(path) is not None:
+        steps = int(json.loads((path / POINTER).read_text())["num_timesteps"])
+    return steps
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) == 3 and args[0] == "park":
-        meta = park(args[1], args[2])
-        print(f"parked {meta['checkpoint']} ({meta['rows']} buffer rows) in {args[2]}")
-    elif len(args) == 3 and args[0] == "unpark":
-        print(f"unparked into {unpark(args[1], args[2])}")
-    elif len(args) == 3 and args[0] == "store-model":
-        store_model(args[1], args[2])
-    elif len(args) == 2 and args[0] == "steps":
-        path = pathlib.Path(args[1])
-        steps = parked_steps(path)
-        if steps is None and (path / POINTER).exists() and latest_checkpoint(path) is not None:
-            steps = json.loads((path / POINTER).read_text())["num_timesteps"]
-        print("" if steps is None else steps)
+
+def _check_carry(names: tuple[str, ...]) -> None:
+    for name in names:
+        if not name or pathlib.Path(name).name != name or name in (PARKED, POINTER) or name.endswith(".tmp"):
+            raise ValueError(
+                f"carry={name!r}: accepted: names of files in the run's folder (no path; not {PARKED}, "
+                f"{POINTER} or a .tmp file)"
+            )
+
+
+def _carry(source: pathlib.Path, target: pathlib.Path, names: tuple[str, ...]) -> None:
+    """Copy the named files of a run's folder (progress, evaluations, logs) that exist; each is
+    replaced whole, never half-written."""
+    for name in names:
+        if (source / name).is_file():
+            tmp = target / f"{name}.tmp"
+            shutil.copyfile(source / name, tmp)
+            os.replace(tmp, target / name)
+
+
+def park_if_newer(
+    run_dir: str | os.PathLike, parked_dir: str | os.PathLike, carry: tuple[str, ...] = ()
+) -> dict[str, Any] | None:
+    """:func:`park` when ``run_dir``'s newest checkpoint has more env steps than the one parked in
+    ``parked_dir`` (or none is parked), with the files named in ``carry``; ``None`` when it has not."""
+    run_dir, parked_dir = pathlib.Path(run_dir), pathlib.Path(parked_dir)
+    here, there = checkpoint_steps(run_dir), parked_steps(parked_dir)
+    if here is None or (there is not None and there >= here):
+        return None
+    return park(run_dir, parked_dir, carry)
+
+
+def unpark_if_newer(
+    parked_dir: str | os.PathLike, run_dir: str | os.PathLike, carry: tuple[str, ...] = ()
+) -> pathlib.Path | None:
+    """:func:`unpark` when the checkpoint parked in ``parked_dir`` has more env steps than
+    ``run_dir``'s newest (or it has none), with the files named in ``carry``; ``None`` when not."""
+    parked_dir, run_dir = pathlib.Path(parked_dir), pathlib.Path(run_dir)
+    there, here = parked_steps(parked_dir), checkpoint_steps(run_dir)
+    if there is None or (here is not None and here >= there):
+        return None
+    return unpark(parked_dir, run_dir, carry)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sb3_ofexi.harness.park``: ``park RUN_DIR PARKED_DIR``, ``unpark PARKED_DIR RUN_DIR``
+    (both with ``--if-newer`` and ``--carry FILE,...``), ``steps DIR``, ``store-model MODEL_ZIP TARGET_ZIP``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sb3_ofexi.harness.park", description=__doc__.split("\n")[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    for verb, source, target in (("park", "run_dir", "parked_dir"), ("unpark", "parked_dir", "run_dir")):
+        sub = verbs.add_parser(verb, help=f"{source.upper()} -> {target.upper()}")
+        sub.add_argument(source)
+        sub.add_argument(target)
+        sub.add_argument("--if-newer", action="store_true", help="only when the source has more env steps")
+        sub.add_argument("--carry", default="", help="comma-separated files of the run's folder to copy along")
+    steps = verbs.add_parser("steps", help="the env steps of a run's newest checkpoint or of a parked one")
+    steps.add_argument("dir")
+    store = verbs.add_parser("store-model", help="a finished run's model.zip, deflated")
+    store.add_argument("model_zip")
+    store.add_argument("target_zip")
+    args = parser.parse_args(argv)
+
+    if args.verb in ("park", "unpark"):
+        carry = tuple(name for name in args.carry.split(",") if name)
+        if args.verb == "park":
+            meta = (park_if_newer if args.if_newer else park)(args.run_dir, args.parked_dir, carry)
+            if meta:
+                print(f"parked {meta['checkpoint']} ({meta['rows']} buffer rows) in {args.parked_dir}")
+            elif checkpoint_steps(args.run_dir) is None:
+                print(f"{args.run_dir}: no checkpoint yet; nothing parked")
+            else:
+                print(f"{args.parked_dir}: holds {args.run_dir}'s newest checkpoint or a newer one; kept")
+        else:
+            final = (unpark_if_newer if args.if_newer else unpark)(args.parked_dir, args.run_dir, carry)
+            print(
+                f"unparked into {final}"
+                if final
+                else f"{args.run_dir}: has {args.parked_dir}'s checkpoint or a newer one; nothing unparked"
+            )
+    elif args.verb == "steps":
+        found = checkpoint_steps(args.dir)
+        print("" if found is None else found)
     else:
-        print(main.__doc__, file=sys.stderr)
-        return 2
+        store_model(args.model_zip, args.target_zip)
     return 0
 
 
