@@ -22,7 +22,7 @@ set -u
 repo=$(cd "$(dirname "$0")/.." && pwd)
 BEYOND_DIR=${BEYOND_DIR:-$HOME/sb3-ofexi-beyond}
 STUDY_DIR=${STUDY_DIR:-$HOME/sb3-ofexi-study}
-NICE=${NICE:-10}  # as the Hopper study's runs: a third of the two cores each (at 15 it got ~0.3 core, ~25 sessions)
+NICE=${NICE:-10}  # as the Hopper study's runs: two thirds of a core each of the three (at 15 it got ~0.3 core, ~25 sessions)
 METHODS=${METHODS:-td3,td3-prune-b,tqc,tqc-prune-b,crossq}
 SEEDS=3
 REACHER_STEPS=${REACHER_STEPS:-50000}
