@@ -306,6 +306,8 @@ def test_cli_export_of_a_peer_model(tmp_path):
     model.save(tmp_path / "m")
     assert cli_main(["export", str(tmp_path / "m.zip"), str(tmp_path / "m.onnx"), "--algo", "eaudesac"]) == 0
     assert (tmp_path / "m.onnx").stat().st_size > 0
+    assert cli_main(["export", str(tmp_path / "m.zip"), str(tmp_path / "auto.onnx")]) == 0  # --algo auto
+    assert (tmp_path / "auto.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
     assert cli_main(["export", str(tmp_path / "m.zip"), str(tmp_path / "m.onnx"), "--algo", "ppo"]) == 2
 
 

@@ -238,9 +238,16 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from sb3_ofexi.harness.inspection import inspect_path
+
+    print(inspect_path(args.path, args.algo, args.json))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from sb3_ofexi.common.export import EXPORT_ATOL, export_format, export_policy
-    from sb3_ofexi.harness.registry import ALGOS
+    from sb3_ofexi.harness.inspection import load_model
     from sb3_ofexi.harness.runs import param_counts
 
     if args.out and args.out_option and args.out != args.out_option:
@@ -255,11 +262,7 @@ def _export(args: argparse.Namespace) -> int:
     given = [flag for flag, value in c_only.items() if value is not None]
     if fmt != "c" and given:
         raise ValueError(f"{', '.join(given)}: accepted with --format c only")
-    if not pathlib.Path(args.model).exists():
-        raise FileNotFoundError(f"No such model file: {args.model}")
-    if args.algo not in ALGOS:
-        raise ValueError(f"--algo {args.algo!r}: accepted: {', '.join(ALGOS)}")
-    model = ALGOS[args.algo].load(args.model, device="cpu")
+    model = load_model(args.model, args.algo)
     counts = param_counts(model)
     if fmt != "c":
         export_policy(model, out, format=fmt)
@@ -411,14 +414,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sb3_ofexi.harness.registry import ALGOS
 
+    inspect = commands.add_parser(
+        "inspect",
+        help="what a saved model or a training run's newest checkpoint holds now: steps, theta phase, sizes, "
+        "units and undecided thetas per layer, the newest theta diagnostics",
+    )
+    inspect.add_argument("path", help="a model .zip, a run's folder (its newest checkpoint) or a parked folder")
+    inspect.add_argument(
+        "--algo", default="auto", help=f"the class that saved it: auto (read from the file), {', '.join(ALGOS)}"
+    )
+    inspect.add_argument("--json", action="store_true", help="print the data as JSON")
+    inspect.set_defaults(func=_inspect)
+
     export = commands.add_parser(
         "export", help="export the deterministic policy of a saved model to .onnx, .pt or C (a .h + .c pair)"
     )
     export.add_argument("model", help="a saved model (.zip)")
     export.add_argument(
         "--algo",
-        default="sac_ofexi",
-        help=f"the class that saved it: {', '.join(ALGOS)} (default: sac_ofexi)",
+        default="auto",
+        help=f"the class that saved it: auto (read from the file; the default), {', '.join(ALGOS)}",
     )
     export.add_argument(
         "out",

@@ -1,0 +1,189 @@
+"""What a saved model, or a run that is still training, holds now: ``sb3-ofexi inspect PATH``.
+
+A run of the Hopper study trains for a day; whether its thetas are moving, which layers lose
+units and how large the networks are now should not wait for its summary. ``inspect`` reads a
+model file, the newest checkpoint of a run's folder or a parked checkpoint (read only: a running
+run is not disturbed), finds the class that saved it, and reports the env steps, the theta
+schedule, the sizes against those at the start, per layer the units alive and the share of
+undecided thetas, and the newest row of the theta diagnostics (docs/COMPLEXITY.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import zipfile
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.save_util import json_to_data
+
+from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
+from sb3_ofexi.harness.checkpoint import POINTER, latest_checkpoint
+from sb3_ofexi.harness.registry import ALGOS, is_ofexi
+
+#: how ``inspect`` and ``export`` find the class of a file (``--algo auto``)
+AUTO = "auto"
+
+
+def model_file(path: str | pathlib.Path) -> pathlib.Path:
+    """The model a path means: a ``.zip`` itself; in a run's folder its newest checkpoint's model
+    (or ``model.zip`` once finished); in a parked folder its parked model."""
+    path = pathlib.Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"No such model file or run folder: {path}")
+    if (path / POINTER).exists() and (checkpoint := latest_checkpoint(path)) is not None:
+        return checkpoint / "model.zip"
+    if (path / "model.zip").is_file():
+        return path / "model.zip"
+    parked = path / "parked.json"
+    if parked.is_file():
+        return path / json.loads(parked.read_text())["files"]["model"]
+    raise FileNotFoundError(
+        f"{path} holds no model: accepted: a model .zip, a run's folder (checkpoint.json or model.zip), "
+        "or a parked folder (parked.json)"
+    )
+
+
+def algo_of(path: str | pathlib.Path) -> str:
+    """The registry name (``sac_ofexi``, ``td3``, ...) of the class that saved a model file: the
+    OFEXi algorithm named in its policy_kwargs, else the algorithm whose policy class it saved."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json_to_data(archive.read("data").decode())
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise ValueError(f"{path}: not a model saved by SB3's save() ({type(error).__name__}: {error})") from error
+    saved_by = (data or {}).get("policy_kwargs", {}).get("ofexi_algorithm")
+    if saved_by is not None:
+        for name, algo in ALGOS.items():
+            if algo.__name__ == saved_by:
+                return name
+    policy_class = (data or {}).get("policy_class")
+    if isinstance(policy_class, type):
+        for match in (lambda policy: policy_class is policy, lambda policy: issubclass(policy_class, policy)):
+            for name, algo in ALGOS.items():
+                if any(match(policy) for policy in algo.policy_aliases.values()):
+                    return name
+    raise ValueError(
+        f"{path}: cannot tell which algorithm saved it (policy class {policy_class!r}): accepted: a model "
+        f"saved by {', '.join(algo.__name__ for algo in ALGOS.values())}; or name it with --algo"
+    )
+
+
+def load_model(path: str | pathlib.Path, algo: str = AUTO) -> BaseAlgorithm:
+    """Load a model file on the CPU with the class ``algo`` names (``auto``: :func:`algo_of`)."""
+    if algo != AUTO and algo not in ALGOS:
+        raise ValueError(f"--algo {algo!r}: accepted: {AUTO}, {', '.join(ALGOS)}")
+    if not pathlib.Path(path).is_file():
+        raise FileNotFoundError(f"No such model file: {path}")
+    return ALGOS[algo_of(path) if algo == AUTO else algo].load(path, device="cpu")
+
+
+def describe(model: BaseAlgorithm) -> dict[str, Any]:
+    """What ``inspect`` reports, as plain data (``--json``)."""
+    from sb3_ofexi.harness.runs import param_counts
+
+    total = int(getattr(model, "_total_timesteps", 0) or 0)
+    info: dict[str, Any] = {
+        "algo": type(model).__name__,
+        "env_steps": int(model.num_timesteps),
+        "total_timesteps": total or None,
+        "gradient_updates": int(getattr(model, "_n_updates", 0)),
+        "params": param_counts(model),
+    }
+    if hasattr(model, "sparsities"):  # PolyPrune's and EauDeSAC's masks
+        info["sparsities"] = model.sparsities()
+    if not is_ofexi(model):
+        return info
+    control, config = model.theta_control, model.config  # type: ignore[attr-defined]
+    start, round_at = model.schedule_steps(total) if total else (None, None)  # type: ignore[attr-defined]
+    layers = theta_stats(model.policy.xi_layers(), config.theta_tol)  # type: ignore[operator]
+    newest = control.history[-1]["timesteps"] if control.history else None
+    info.update(
+        preset=config.preset,
+        use_xi=bool(config.use_xi),
+        phase=control.phase,
+        xi_start_step=start,
+        xi_round_step=None if round_at is None or math.isinf(round_at) else round_at,
+        record=control.record,
+        params_at_start=control.initial_param_counts,
+        layers=layers,
+        undecided=undecided_by_network(layers),
+        diagnostics=[row for row in control.history if row["timesteps"] == newest],
+    )
+    return info
+
+
+def _count(n: float | None) -> str:
+    return "-" if n is None else f"{n:,.0f}"
+
+
+def _schedule_line(info: dict[str, Any]) -> str:
+    record, start, round_at = info["record"], _count(info["xi_start_step"]), _count(info["xi_round_step"])
+    if not info["use_xi"]:
+        return "thetas: none (this model has no xi gates: an OFE model)"
+    if info["phase"] == "rounded":
+        return (
+            f"thetas: rounded to 0/1 at env step {_count(record.get('rounded_from_step'))} "
+            f"(update {_count(record.get('rounded_from_update'))}); units at 0 removed, the gates fixed"
+        )
+    if info["phase"] == "learning":
+        return (
+            f"thetas: learning since env step {_count(record.get('learning_from_step'))} "
+            f"(update {_count(record.get('learning_from_update'))}); rounded at env step {round_at} (xi_round)"
+        )
+    return f"thetas: frozen at 1 until env step {start} (xi_start), then learning until {round_at} (xi_round)"
+
+
+def render(info: dict[str, Any], source: str) -> str:
+    """``describe``'s data as the text ``inspect`` prints."""
+    total = f" of {info['total_timesteps']:,}" if info["total_timesteps"] else ""
+    preset = f", preset {info['preset']}" if info.get("preset") else ""
+    lines = [
+        f"{source}: {info['algo']}{preset}",
+        f"env steps {info['env_steps']:,}{total}; gradient updates {info['gradient_updates']:,}",
+    ]
+    at_start = info.get("params_at_start") or {}
+    for kind in ("deploy", "train"):
+        now, then = info["params"][kind], at_start.get(kind)
+        share = f" ({now / then:.0%} of {then:,} at the start)" if then else ""
+        lines.append(f"{kind} params {now:,}{share}")
+    for name, sparsity in (info.get("sparsities") or {}).items():
+        lines.append(f"sparsity {name}: {sparsity:.1%}")
+    if "phase" not in info:
+        return "\n".join(lines)
+    lines.append(_schedule_line(info))
+    if not info["use_xi"]:
+        return "\n".join(lines)
+    before = info["record"].get("before_rounding")
+    if before:
+        shares = ", ".join(f"{net} {share:.0%}" for net, share in before["undecided"].items())
+        lines.append(f"undecided just before rounding: {shares}")
+    diagnostics = {row["layer"]: row for row in info["diagnostics"]}
+    header = "| layer | units | alive | theta mean | undecided |"
+    if diagnostics:
+        header += " task grad | push | Adam rate |"
+        first = info["diagnostics"][0]
+        lines.append(f"diagnostics of env step {first['timesteps']:,} ({first['updates']:,} updates):")
+    lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
+    for name, row in info["layers"].items():
+        cells = [name, f"{row['units']}", f"{row['alive']}", f"{row['theta_mean']:.3f}", f"{row['undecided']:.0%}"]
+        if diagnostics:
+            diag = diagnostics.get(name, {})
+            cells += [f"{diag.get(key, math.nan):.3g}" for key in ("task_grad", "push", "adam_rate")]
+        lines.append("| " + " | ".join(cells) + " |")
+    shares = ", ".join(f"{net} {share:.0%}" for net, share in info["undecided"].items())
+    lines += ["", f"undecided now (alive thetas in [theta_tol, 0.9)): {shares}"]
+    return "\n".join(lines)
+
+
+def inspect_path(path: str | pathlib.Path, algo: str = AUTO, as_json: bool = False) -> str:
+    """The report of ``sb3-ofexi inspect PATH``."""
+    file = model_file(path)
+    info = describe(load_model(file, algo))
+    if as_json:
+        return json.dumps({"model": str(file), **info}, indent=1, default=float)
+    return render(info, str(file))

@@ -1,0 +1,107 @@
+"""`sb3-ofexi inspect`: what a saved model, a running run's newest checkpoint or a parked one holds
+now, with the class found from the file (also `export --algo auto`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sb3_contrib import TQC
+from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.noise import NormalActionNoise
+
+from sb3_ofexi import SAC_OFEXi, TD3_OFEXi
+from sb3_ofexi.eaudesac import EauDeSAC
+from sb3_ofexi.harness.checkpoint import write_checkpoint
+from sb3_ofexi.harness.cli import main as cli_main
+from sb3_ofexi.harness.inspection import algo_of, model_file
+from sb3_ofexi.harness.park import park
+from sb3_ofexi.polyprune import PolyPruneSAC
+
+SMALL = dict(ofe_layers=2, ofe_units=8, learning_starts=64, batch_size=32, seed=0, device="cpu", compile_step=False)
+# test-sized nu: units are pruned within a few hundred steps
+AGGRESSIVE = dict(nu_ofe=1e-3, nu_actor=3e-2, nu_critic=3e-2, theta_lr=0.05, prune_freq=50)
+
+
+def _prune_b(**kwargs):
+    env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+    config = {**SMALL, **AGGRESSIVE, "xi_start": 100, "xi_round": 400, "theta_diagnostics_freq": 100, **kwargs}
+    return SAC_OFEXi("MlpPolicy", env, preset="prune-b", policy_kwargs={"net_arch": [16, 16]}, **config)
+
+
+def test_a_learning_model_shows_its_schedule_sizes_layers_and_diagnostics(tmp_path, capsys):
+    model = _prune_b()
+    model.learn(300)  # thetas learning since step 100, rounding at 400
+    model.save(tmp_path / "model.zip")
+
+    assert cli_main(["inspect", str(tmp_path / "model.zip")]) == 0
+    text = capsys.readouterr().out
+    assert "SAC_OFEXi, preset prune-b" in text and "env steps 300 of 300" in text
+    assert "thetas: learning since env step 100" in text and "rounded at env step 400 (xi_round)" in text
+    assert "\n| phi_o[0] | " in text and "\n| critic1[1] | " in text
+    assert "diagnostics of env step 300" in text and "| Adam rate |" in text
+
+    assert cli_main(["inspect", str(tmp_path / "model.zip"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"] == model.param_counts() and info["phase"] == "learning"
+    for name, gate in model.policy.xi_layers().items():
+        theta = gate.theta.detach().numpy()
+        alive = theta >= model.config.theta_tol
+        assert info["layers"][name]["alive"] == int(alive.sum())
+        assert info["layers"][name]["undecided"] == pytest.approx((alive & (theta < 0.9)).sum() / max(alive.sum(), 1))
+    assert {row["layer"] for row in info["diagnostics"]} == set(model.policy.xi_layers())
+
+
+def test_a_run_folder_shows_its_newest_checkpoint_and_a_parked_folder_its_parked_one(tmp_path, capsys):
+    model = _prune_b(xi_start=50, xi_round=200)
+    model.learn(250)  # rounded at 200: units at 0 removed
+    run_dir = tmp_path / "run"
+    checkpoint = write_checkpoint(run_dir, model, {"train": model.get_env()}, {"wall_s": 1.0})
+    assert model_file(run_dir) == checkpoint / "model.zip"
+    assert cli_main(["inspect", str(run_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "thetas: rounded to 0/1 at env step 200" in text and "undecided just before rounding: phi_o" in text
+    deploy = model.param_counts()["deploy"]
+    start = model.theta_control.initial_param_counts["deploy"]
+    assert deploy < start and f"deploy params {deploy:,} ({deploy / start:.0%} of {start:,} at the start)" in text
+
+    park(run_dir, tmp_path / "parked")
+    assert model_file(tmp_path / "parked").name == "model-250.zip"
+    assert cli_main(["inspect", str(tmp_path / "parked"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["env_steps"] == 250
+
+
+def test_the_class_is_read_from_the_file(tmp_path):
+    env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+    small = dict(learning_starts=10, batch_size=8, buffer_size=200, seed=0, device="cpu")
+    models = {
+        "sac": SAC("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, **small),
+        "tqc": TQC("MlpPolicy", env, policy_kwargs={"net_arch": [8], "n_quantiles": 3}, **small),
+        "polyprune_sac": PolyPruneSAC("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, **small),
+        "eaudesac": EauDeSAC("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, **small),
+        "td3_ofexi": TD3_OFEXi(
+            "MlpPolicy",
+            env,
+            preset="ofe",
+            action_noise=NormalActionNoise(np.zeros(1), 0.1 * np.ones(1)),
+            policy_kwargs={"net_arch": [8]},
+            **{**small, **SMALL},
+        ),
+    }
+    for name, model in models.items():
+        model.save(tmp_path / f"{name}.zip")
+        assert algo_of(tmp_path / f"{name}.zip") == name
+
+
+def test_bad_paths_are_said(tmp_path, capsys):
+    assert cli_main(["inspect", str(tmp_path / "missing.zip")]) == 2
+    assert "No such model file or run folder" in capsys.readouterr().err
+    assert cli_main(["inspect", str(tmp_path)]) == 2
+    assert "holds no model: accepted: a model .zip" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert cli_main(["inspect", str(tmp_path / "notes.txt")]) == 2
+    assert "not a model saved by SB3's save()" in capsys.readouterr().err
+    assert cli_main(["inspect", str(tmp_path / "notes.txt"), "--algo", "ppo"]) == 2
+    assert "--algo 'ppo': accepted: auto, sac_ofexi" in capsys.readouterr().err
