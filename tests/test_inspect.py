@@ -102,6 +102,6 @@ def test_bad_paths_are_said(tmp_path, capsys):
     assert "holds no model: accepted: a model .zip" in capsys.readouterr().err
     (tmp_path / "notes.txt").write_text("not a model")
     assert cli_main(["inspect", str(tmp_path / "notes.txt")]) == 2
-    assert "not a model saved by SB3's save()" in capsys.readouterr().err
+    assert "notes.txt: not a model saved by SB3's save()" in capsys.readouterr().err
     assert cli_main(["inspect", str(tmp_path / "notes.txt"), "--algo", "ppo"]) == 2
     assert "--algo 'ppo': accepted: auto, sac_ofexi" in capsys.readouterr().err

@@ -10,6 +10,7 @@ undecided thetas, and the newest row of the theta diagnostics (docs/COMPLEXITY.m
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import pathlib
@@ -48,14 +49,26 @@ def model_file(path: str | pathlib.Path) -> pathlib.Path:
     )
 
 
-def algo_of(path: str | pathlib.Path) -> str:
-    """The registry name (``sac_ofexi``, ``td3``, ...) of the class that saved a model file: the
-    OFEXi algorithm named in its policy_kwargs, else the algorithm whose policy class it saved."""
+def read_model(path: str | pathlib.Path) -> tuple[pathlib.Path, bytes]:
+    """:func:`model_file` and its bytes: a training run deletes its older checkpoint once it has
+    written a newer one, so a read that loses that race looks again."""
+    for _ in range(5):
+        file = model_file(path)
+        try:
+            return file, file.read_bytes()
+        except FileNotFoundError:
+            continue
+    raise RuntimeError(f"{path}: its checkpoints kept changing while being read; try again")
+
+
+def algo_of(model: str | pathlib.Path | bytes) -> str:
+    """The registry name (``sac_ofexi``, ``td3``, ...) of the class that saved a model (a file or
+    its bytes): the OFEXi algorithm named in its policy_kwargs, else the one whose policy it saved."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(model) if isinstance(model, bytes) else model) as archive:
             data = json_to_data(archive.read("data").decode())
     except (zipfile.BadZipFile, KeyError, ValueError) as error:
-        raise ValueError(f"{path}: not a model saved by SB3's save() ({type(error).__name__}: {error})") from error
+        raise ValueError(f"not a model saved by SB3's save() ({type(error).__name__}: {error})") from error
     saved_by = (data or {}).get("policy_kwargs", {}).get("ofexi_algorithm")
     if saved_by is not None:
         for name, algo in ALGOS.items():
@@ -68,18 +81,25 @@ def algo_of(path: str | pathlib.Path) -> str:
                 if any(match(policy) for policy in algo.policy_aliases.values()):
                     return name
     raise ValueError(
-        f"{path}: cannot tell which algorithm saved it (policy class {policy_class!r}): accepted: a model "
-        f"saved by {', '.join(algo.__name__ for algo in ALGOS.values())}; or name it with --algo"
+        f"cannot tell which algorithm saved it (policy class {policy_class!r}): accepted: a model saved by "
+        f"{', '.join(algo.__name__ for algo in ALGOS.values())}; or name it with --algo"
     )
 
 
-def load_model(path: str | pathlib.Path, algo: str = AUTO) -> BaseAlgorithm:
-    """Load a model file on the CPU with the class ``algo`` names (``auto``: :func:`algo_of`)."""
+def load_model(model: str | pathlib.Path | bytes, algo: str = AUTO) -> BaseAlgorithm:
+    """Load a model (a file or its bytes) on the CPU with the class ``algo`` names (``auto``:
+    :func:`algo_of`)."""
     if algo != AUTO and algo not in ALGOS:
         raise ValueError(f"--algo {algo!r}: accepted: {AUTO}, {', '.join(ALGOS)}")
-    if not pathlib.Path(path).is_file():
-        raise FileNotFoundError(f"No such model file: {path}")
-    return ALGOS[algo_of(path) if algo == AUTO else algo].load(path, device="cpu")
+    if not isinstance(model, bytes):
+        if not pathlib.Path(model).is_file():
+            raise FileNotFoundError(f"No such model file: {model}")
+        try:
+            return load_model(pathlib.Path(model).read_bytes(), algo)
+        except ValueError as error:
+            raise ValueError(f"{model}: {error}") from error
+    name = algo_of(model) if algo == AUTO else algo
+    return ALGOS[name].load(io.BytesIO(model), device="cpu")
 
 
 def describe(model: BaseAlgorithm) -> dict[str, Any]:
@@ -182,8 +202,11 @@ def render(info: dict[str, Any], source: str) -> str:
 
 def inspect_path(path: str | pathlib.Path, algo: str = AUTO, as_json: bool = False) -> str:
     """The report of ``sb3-ofexi inspect PATH``."""
-    file = model_file(path)
-    info = describe(load_model(file, algo))
+    file, data = read_model(path)
+    try:
+        info = describe(load_model(data, algo))
+    except ValueError as error:
+        raise ValueError(f"{file}: {error}") from error
     if as_json:
         return json.dumps({"model": str(file), **info}, indent=1, default=float)
     return render(info, str(file))
