@@ -235,7 +235,8 @@ case "${1:-start}" in
     { echo "# Hopper-v5 study: progress"; echo
       echo "Written by \`bash scripts/study.sh publish\` on $(date -u +%F' '%H:%M) UTC. Resume with \`bash scripts/study.sh\`."
       echo "Finished runs' small files are in docs/study/GROUP/METHOD/seedN/; the newest checkpoint of each"
-      echo "unfinished run is parked in study/parked/ and resumes from there on any machine."; echo
+      echo "unfinished run is parked in study/parked/ and resumes from there on any machine (its"
+      echo "checkpoint, up to 10 minutes behind the env steps below: \`sb3-ofexi inspect study/parked/...\`)."; echo
       status; } >"$repo/docs/study/PROGRESS.md"
     (cd "$repo" && PYTHONPATH=$repo "$STUDY_DIR/venv/bin/python" -m sb3_ofexi.cli results docs/results \
       --study docs/study --out docs/RESULTS.md --smooth 5) || exit 1

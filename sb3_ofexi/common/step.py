@@ -61,8 +61,9 @@ def compiler_available(device_type: str) -> tuple[bool, str]:
 #: best (docs/BENCHMARKS.md, P5), so shorter stretches (tests, demos) stay eager.
 AUTO_MIN_STEPS = 50_000
 #: ... and only for networks up to this many train parameters: on CPU a step of larger
-#: networks is bound by matrix multiplies and memory traffic, which compiling does not
-#: reduce (P5: ~0.9 at ``ofe`` sizes, 536k parameters; ~1.0 at ``prune-b`` sizes, 3.9M).
+#: networks is bound by matrix multiplies, which compiling does not reduce (an earlier P5 run:
+#: ~1.0 at ``prune-b`` sizes, 3.9M; the latest: 0.88-0.91 there, 0.92 at ``ofe``'s 536k, so
+#: the limit awaits a quieter re-measurement: docs/BENCHMARKS.md, after the P7 notes).
 AUTO_MAX_PARAMS = 1_000_000
 
 
