@@ -178,8 +178,12 @@ case "${1:-start}" in
     ;;
   publish)  # the small files of finished runs and a report per task (no models, no absolute paths)
     out=docs/demo/beyond-sac
-    # the small files and each task's report.md (the results page itself is the MuJoCo study's: not kept)
-    (cd "$repo" && cli Pendulum-v1 results "$out" --publish "$runs" --out "$BEYOND_DIR/results.md") || exit 1
+    # the small files, each task's report.md and the page of both (this repository's package: the
+    # reports are scored and laid out as today's, whatever commit the runs are pinned to)
+    (cd "$repo" && PYTHONPATH=$repo "$python" -m sb3_ofexi.cli results "$out" --publish "$runs" --out "$out/RESULTS.md" \
+      --title "Beyond SAC: TD3 and TQC with and without OFEXi, and CrossQ" \
+      --made-by "bash scripts/beyond_sac.sh           # start / resume: 3 seeds a method, one run at a time, niced" \
+      --made-by "bash scripts/beyond_sac.sh publish   # small files, each task's report.md, this page") || exit 1
     for env in Pendulum-v1 Reacher-v5; do
       # a task's commit is published as soon as it starts: its parked runs resume from that commit only
       [ -f "$runs/$env/commit" ] && mkdir -p "$repo/$out/$env" && cp "$runs/$env/commit" "$repo/$out/$env/commit"

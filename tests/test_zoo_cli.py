@@ -305,3 +305,26 @@ def test_results_page_is_rebuilt_identically_from_the_committed_summaries(tmp_pa
     for report in reports:
         rebuilt = tmp_path / report.relative_to(root)
         assert rebuilt.read_text() == report.read_text()
+
+
+def test_a_results_page_of_other_runs_names_its_commands_and_lists_every_run(tmp_path, monkeypatch):
+    import shutil
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "docs" / "results", tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    made_by = ["bash scripts/other.sh   # start / resume", "bash scripts/other.sh publish"]
+    argv = ["results", "runs", "--out", "page.md", "--title", "Other runs"]
+    assert cli_main([*argv, *(arg for line in made_by for arg in ("--made-by", line))]) == 0
+    page = (tmp_path / "page.md").read_text()
+    assert page.startswith("# Other runs\n") and "```bash\n" + "\n".join(made_by) + "\n```" in page
+    assert "scripts/results.sh" not in page and "At this scale" not in page  # the 30k pages' own text
+    overview = [line for line in page.splitlines() if line.startswith(("| Hopper-v5 |", "| HalfCheetah-v5 |"))]
+    summaries = sorted((tmp_path / "runs").glob("*/*/seed*/summary.json"))
+    assert len(overview) == len({(p.parents[2].name, p.parents[1].name) for p in summaries})
+    seeds = [
+        json.loads(p.read_text()) for p in (tmp_path / "runs" / "Hopper-v5" / "prune-b").glob("seed*/summary.json")
+    ]
+    deploy = sum(s["params"]["deploy"] for s in seeds) / len(seeds)
+    row = next(line for line in overview if line.startswith("| Hopper-v5 | prune-b |"))
+    assert f"| {len(seeds)} |" in row and f"| {deploy / 1e3:.1f} / " in row, "the mean size over the seeds"
