@@ -60,8 +60,10 @@ def test_a_run_folder_shows_its_newest_checkpoint_and_a_parked_folder_its_parked
     run_dir = tmp_path / "run"
     checkpoint = write_checkpoint(run_dir, model, {"train": model.get_env()}, {"wall_s": 1.0})
     assert model_file(run_dir) == checkpoint / "model.zip"
+    (run_dir / "progress.json").write_text('{"status": "running", "timesteps": 262, "steps_per_s": 40.0}')
     assert cli_main(["inspect", str(run_dir)]) == 0
     text = capsys.readouterr().out
+    assert "env steps 250 of 250" in text and "the run (running): env step 262, 40.0 env steps/s\n" in text
     assert "thetas: rounded to 0/1 at env step 200" in text and "undecided just before rounding: phi_o" in text
     deploy = model.param_counts()["deploy"]
     start = model.theta_control.initial_param_counts["deploy"]

@@ -166,6 +166,11 @@ def render(info: dict[str, Any], source: str) -> str:
         f"{source}: {info['algo']}{preset}",
         f"env steps {info['env_steps']:,}{total}; gradient updates {info['gradient_updates']:,}",
     ]
+    live = info.get("progress")
+    if live and live.get("timesteps") is not None:
+        rate = f", {live['steps_per_s']:.1f} env steps/s" if live.get("steps_per_s") else ""
+        last = f", last evaluation {live['last_eval']:.1f}" if live.get("last_eval") is not None else ""
+        lines.append(f"the run ({live.get('status', '?')}): env step {live['timesteps']:,}{rate}{last}")
     at_start = info.get("params_at_start") or {}
     for kind in ("deploy", "train"):
         now, then = info["params"][kind], at_start.get(kind)
@@ -207,6 +212,12 @@ def inspect_path(path: str | pathlib.Path, algo: str = AUTO, as_json: bool = Fal
         info = describe(load_model(data, algo))
     except ValueError as error:
         raise ValueError(f"{file}: {error}") from error
+    progress = pathlib.Path(path) / "progress.json"  # a run's folder: where the run is now, past its checkpoint
+    if progress.is_file():
+        try:
+            info["progress"] = json.loads(progress.read_text())
+        except ValueError:  # being rewritten this instant: the checkpoint's numbers stand alone
+            pass
     if as_json:
         return json.dumps({"model": str(file), **info}, indent=1, default=float)
     return render(info, str(file))
