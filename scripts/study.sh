@@ -129,6 +129,7 @@ run_one() {  # GROUP ENV METHOD SEED STEPS [KEY=VALUE ...]; the caller holds the
   shift 5
   local dir=$runs/$group/$method/seed$seed commit src sets=()
   mkdir -p "$dir"
+  rm -f "$dir/failed.json"  # retried: running again (the pinned harness of older runs does not remove it)
   [ -f "$dir/study_commit" ] || git -C "$repo" rev-parse HEAD >"$dir/study_commit"
   commit=$(cat "$dir/study_commit")
   src=$(source_of "$commit") || return 1

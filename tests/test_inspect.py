@@ -4,15 +4,16 @@ now, with the class found from the file (also `export --algo auto`)."""
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
-from sb3_contrib import TQC
-from stable_baselines3 import SAC
+from sb3_contrib import TQC, CrossQ
+from stable_baselines3 import SAC, TD3
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
-from sb3_ofexi import SAC_OFEXi, TD3_OFEXi
+from sb3_ofexi import SAC_OFEXi, TD3_OFEXi, TQC_OFEXi
 from sb3_ofexi.eaudesac import EauDeSAC
 from sb3_ofexi.harness.checkpoint import write_checkpoint
 from sb3_ofexi.harness.cli import main as cli_main
@@ -44,7 +45,7 @@ def test_a_learning_model_shows_its_schedule_sizes_layers_and_diagnostics(tmp_pa
     assert "diagnostics of env step 300" in text and "| Adam rate |" in text
 
     assert cli_main(["inspect", str(tmp_path / "model.zip"), "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
+    info = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert info["params"] == model.param_counts() and info["phase"] == "learning"
     for name, gate in model.policy.xi_layers().items():
         theta = gate.theta.detach().numpy()
@@ -75,6 +76,22 @@ def test_a_run_folder_shows_its_newest_checkpoint_and_a_parked_folder_its_parked
     assert json.loads(capsys.readouterr().out)["env_steps"] == 250
 
 
+def test_before_learning_and_without_gates_the_schedule_is_said(tmp_path, capsys):
+    _prune_b().save(tmp_path / "new.zip")  # no learn() budget yet: the points given in env steps
+    assert cli_main(["inspect", str(tmp_path / "new.zip")]) == 0
+    assert "thetas: frozen at 1 until env step 100 (xi_start), then learning; rounded at env step 400" in (
+        capsys.readouterr().out
+    )
+    _prune_b(xi_round=1.0).save(tmp_path / "never.zip")
+    assert cli_main(["inspect", str(tmp_path / "never.zip")]) == 0
+    assert "then learning; never rounded (xi_round=1.0)" in capsys.readouterr().out
+    env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+    SAC_OFEXi("MlpPolicy", env, preset="ofe", **SMALL).save(tmp_path / "ofe.zip")
+    assert cli_main(["inspect", str(tmp_path / "ofe.zip")]) == 0
+    text = capsys.readouterr().out
+    assert "thetas: none" in text and "| layer |" not in text
+
+
 def test_the_class_is_read_from_the_file(tmp_path):
     env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
     small = dict(learning_starts=10, batch_size=8, buffer_size=200, seed=0, device="cpu")
@@ -83,6 +100,9 @@ def test_the_class_is_read_from_the_file(tmp_path):
         "tqc": TQC("MlpPolicy", env, policy_kwargs={"net_arch": [8], "n_quantiles": 3}, **small),
         "polyprune_sac": PolyPruneSAC("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, **small),
         "eaudesac": EauDeSAC("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, **small),
+        "td3": TD3("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, **small),
+        "crossq": CrossQ("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, **small),
+        "sac_ofexi": SAC_OFEXi("MlpPolicy", env, preset="ofe", policy_kwargs={"net_arch": [8]}, **{**small, **SMALL}),
         "td3_ofexi": TD3_OFEXi(
             "MlpPolicy",
             env,
@@ -91,10 +111,23 @@ def test_the_class_is_read_from_the_file(tmp_path):
             policy_kwargs={"net_arch": [8]},
             **{**small, **SMALL},
         ),
+        "tqc_ofexi": TQC_OFEXi(
+            "MlpPolicy", env, preset="ofe", policy_kwargs={"net_arch": [8], "n_quantiles": 3}, **{**small, **SMALL}
+        ),
     }
     for name, model in models.items():
         model.save(tmp_path / f"{name}.zip")
         assert algo_of(tmp_path / f"{name}.zip") == name
+    # the name an OFEXi file gives comes before its policy class (here made to disagree)
+    with zipfile.ZipFile(tmp_path / "sac_ofexi.zip") as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    data = json.loads(members["data"])
+    data["policy_kwargs"]["ofexi_algorithm"] = "TQC_OFEXi"
+    members["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(tmp_path / "renamed.zip", "w") as target:
+        for name, content in members.items():
+            target.writestr(name, content)
+    assert algo_of(tmp_path / "renamed.zip") == "tqc_ofexi"
 
 
 def test_bad_paths_are_said(tmp_path, capsys):
@@ -107,3 +140,7 @@ def test_bad_paths_are_said(tmp_path, capsys):
     assert "notes.txt: not a model saved by SB3's save()" in capsys.readouterr().err
     assert cli_main(["inspect", str(tmp_path / "notes.txt"), "--algo", "ppo"]) == 2
     assert "--algo 'ppo': accepted: auto, sac_ofexi" in capsys.readouterr().err
+    env = make_vec_env("Pendulum-v1", n_envs=1, seed=0)
+    TD3("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, buffer_size=10, device="cpu").save(tmp_path / "td3.zip")
+    assert cli_main(["inspect", str(tmp_path / "td3.zip"), "--algo", "tqc"]) == 2
+    assert "TQC cannot load it" in capsys.readouterr().err

@@ -153,3 +153,20 @@ def test_a_memory_optimised_buffer_keeps_the_row_after_the_last(tmp_path):
     meta = park(tmp_path / "run", tmp_path / "parked")
     assert meta["rows"] == 301
     _same_checkpoint(checkpoint, unpark(tmp_path / "parked", tmp_path / "again"))
+
+
+def test_an_unpark_that_fails_still_leaves_the_run_its_files_and_no_pointer(tmp_path):
+    model, run_dir, parked = _model(1000), tmp_path / "run", tmp_path / "parked"
+    _checkpoint(model, run_dir, 300)
+    (run_dir / "study_commit").write_text("abc\n")
+    park(run_dir, parked, carry=("study_commit",))
+    (chunk,) = parked.glob("buffer-*.npz")
+    chunk.write_bytes(b"damaged")  # a bad chunk: the checkpoint cannot be rebuilt
+    other = tmp_path / "other"
+    with pytest.raises(ValueError, match="a damaged or missing buffer chunk"):
+        unpark(parked, other, carry=("study_commit",))
+    assert (other / "study_commit").read_text() == "abc\n", "a restart from step 0 keeps the run's pinned commit"
+    assert checkpoint_steps(other) is None, "no pointer to a checkpoint that was not rebuilt"
+    assert main(["unpark", str(tmp_path / "nothing"), str(other)]) == 1
+    with pytest.raises(ValueError, match="model-STEPS.zip"):
+        park(run_dir, parked, carry=("model-300.zip",))

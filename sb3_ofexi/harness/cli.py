@@ -196,7 +196,8 @@ def _results(args: argparse.Namespace) -> int:
     if args.publish:
         copied = publish_runs(args.publish, args.dir)
         print(f"copied {len(copied)} result files from {args.publish} into {args.dir}")
-    path = build_results(args.dir, args.out, args.hyperparams, args.smooth, args.study, args.title, args.made_by)
+    title = {"title": args.title} if args.title else {}
+    path = build_results(args.dir, args.out, args.hyperparams, args.smooth, args.study, made_by=args.made_by, **title)
     print(f"results page: {path}")
     return 0
 
@@ -391,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         "failed.json; no models) of RUNS/ENV/METHOD/seedN into DIR",
     )
     results.add_argument("--hyperparams", help="folder of rl-zoo3 YAML files (for the OFE baseline's counts)")
-    results.add_argument("--title", default="Results on MuJoCo", help="the page's title")
+    results.add_argument("--title", help="the page's title (default: Results on MuJoCo)")
     results.add_argument(
         "--made-by",
         action="append",

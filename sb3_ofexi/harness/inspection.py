@@ -58,7 +58,7 @@ def read_model(path: str | pathlib.Path) -> tuple[pathlib.Path, bytes]:
             return file, file.read_bytes()
         except FileNotFoundError:
             continue
-    raise RuntimeError(f"{path}: its checkpoints kept changing while being read; try again")
+    raise FileNotFoundError(f"{path}: its checkpoints kept changing while being read; try again")
 
 
 def algo_of(model: str | pathlib.Path | bytes) -> str:
@@ -99,7 +99,15 @@ def load_model(model: str | pathlib.Path | bytes, algo: str = AUTO) -> BaseAlgor
         except ValueError as error:
             raise ValueError(f"{model}: {error}") from error
     name = algo_of(model) if algo == AUTO else algo
-    return ALGOS[name].load(io.BytesIO(model), device="cpu")
+    try:
+        return ALGOS[name].load(io.BytesIO(model), device="cpu")
+    except ValueError:
+        raise
+    except Exception as error:  # another class's file: shapes, keys or pickled classes do not fit
+        raise ValueError(
+            f"{ALGOS[name].__name__} cannot load it ({type(error).__name__}: {error}); "
+            f"--algo {AUTO} reads the class from the file"
+        ) from error
 
 
 def describe(model: BaseAlgorithm) -> dict[str, Any]:
@@ -119,15 +127,20 @@ def describe(model: BaseAlgorithm) -> dict[str, Any]:
     if not is_ofexi(model):
         return info
     control, config = model.theta_control, model.config  # type: ignore[attr-defined]
-    start, round_at = model.schedule_steps(total) if total else (None, None)  # type: ignore[attr-defined]
+    if total:
+        start, round_at = model.schedule_steps(total)  # type: ignore[attr-defined]
+    else:  # saved before learn(): only points given in env steps (ints) are known
+        start, round_at = (p if isinstance(p, int) else None for p in (config.xi_start, config.xi_round))
+        round_at = math.inf if config.never_rounds else round_at
     layers = theta_stats(model.policy.xi_layers(), config.theta_tol)  # type: ignore[operator]
     newest = control.history[-1]["timesteps"] if control.history else None
     info.update(
         preset=config.preset,
         use_xi=bool(config.use_xi),
         phase=control.phase,
-        xi_start_step=start,
-        xi_round_step=None if round_at is None or math.isinf(round_at) else round_at,
+        xi_start_step=None if start is None else int(start),
+        xi_round_step=None if round_at is None or math.isinf(round_at) else int(round_at),
+        never_rounds=bool(config.never_rounds),
         record=control.record,
         params_at_start=control.initial_param_counts,
         layers=layers,
@@ -135,6 +148,18 @@ def describe(model: BaseAlgorithm) -> dict[str, Any]:
         diagnostics=[row for row in control.history if row["timesteps"] == newest],
     )
     return info
+
+
+def _plain(value: Any) -> Any:
+    """JSON's values: NaN and infinities (a layer without units, Adam before its first step) as null."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) or hasattr(value, "item"):  # numpy scalars too
+        value = value.item() if hasattr(value, "item") else value
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+    return value
 
 
 def _count(n: float | None) -> str:
@@ -150,12 +175,13 @@ def _schedule_line(info: dict[str, Any]) -> str:
             f"thetas: rounded to 0/1 at env step {_count(record.get('rounded_from_step'))} "
             f"(update {_count(record.get('rounded_from_update'))}); units at 0 removed, the gates fixed"
         )
+    rounding = "never rounded (xi_round=1.0)" if info["never_rounds"] else f"rounded at env step {round_at} (xi_round)"
     if info["phase"] == "learning":
         return (
             f"thetas: learning since env step {_count(record.get('learning_from_step'))} "
-            f"(update {_count(record.get('learning_from_update'))}); rounded at env step {round_at} (xi_round)"
+            f"(update {_count(record.get('learning_from_update'))}); {rounding}"
         )
-    return f"thetas: frozen at 1 until env step {start} (xi_start), then learning until {round_at} (xi_round)"
+    return f"thetas: frozen at 1 until env step {start} (xi_start), then learning; {rounding}"
 
 
 def render(info: dict[str, Any], source: str) -> str:
@@ -218,6 +244,9 @@ def inspect_path(path: str | pathlib.Path, algo: str = AUTO, as_json: bool = Fal
             info["progress"] = json.loads(progress.read_text())
         except ValueError:  # being rewritten this instant: the checkpoint's numbers stand alone
             pass
+        else:
+            if (pathlib.Path(path) / "parked.json").is_file():
+                info["progress"]["status"] = "when parked"
     if as_json:
-        return json.dumps({"model": str(file), **info}, indent=1, default=float)
+        return json.dumps(_plain({"model": str(file), **info}), indent=1, allow_nan=False)
     return render(info, str(file))

@@ -32,6 +32,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import shutil
 import zipfile
 from typing import Any
@@ -188,7 +189,9 @@ def park(run_dir: str | os.PathLike, parked_dir: str | os.PathLike, carry: tuple
         "files": names,
         "arrays": {key: {"shape": list(value.shape), "dtype": value.dtype.str} for key, value in arrays.items()},
     }
-    _carry(run_dir, parked_dir, carry)  # before parked.json: a parking is whole with what it carries
+    # before parked.json, under their own names: a parking killed after this leaves the previous
+    # parking whole with carried files newer than it (they only ever run ahead of a checkpoint)
+    _carry(run_dir, parked_dir, carry)
     write(PARKED, (json.dumps(meta, indent=1) + "\n").encode())
     keep = {PARKED, *names.values(), *(chunk["file"] for chunk in chunks), *carry}
     for path in parked_dir.iterdir():
@@ -207,12 +210,20 @@ def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike, carry: tup
     if not meta_path.exists():
         raise FileNotFoundError(f"{parked_dir} holds no parked checkpoint ({PARKED} missing)")
     meta = json.loads(meta_path.read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # first: an unpark that fails later still leaves the run its files (the study's pinned commit),
+    # and the run's pointer, written last, never names a checkpoint without them
+    _carry(parked_dir, run_dir, carry)
     files = meta["files"]
     buffer = pickle.loads((parked_dir / files["buffer_stub"]).read_bytes())
     arrays = {key: np.zeros(spec["shape"], dtype=np.dtype(spec["dtype"])) for key, spec in meta["arrays"].items()}
     start = 0
     for chunk in meta["chunks"]:
-        with np.load(parked_dir / chunk["file"], allow_pickle=True) as data:  # HER's infos are objects
+        try:
+            data = np.load(parked_dir / chunk["file"], allow_pickle=True)  # HER's infos are objects
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
+            raise ValueError(f"{parked_dir / chunk['file']}: a damaged or missing buffer chunk ({error})") from error
+        with data:
             for key, array in arrays.items():
                 part = data[key]
                 if len(part) != chunk["rows"]:
@@ -230,7 +241,6 @@ def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike, carry: tup
         else:
             setattr(buffer, name, array)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / f"{meta['checkpoint']}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -246,7 +256,6 @@ def unpark(parked_dir: str | os.PathLike, run_dir: str | os.PathLike, carry: tup
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _carry(parked_dir, run_dir, carry)  # before the pointer: a run never resumes without them
     pointer_tmp = run_dir / f"{POINTER}.tmp"
     pointer_tmp.write_text(json.dumps({"dir": final.name, "num_timesteps": meta["num_timesteps"]}))
     os.replace(pointer_tmp, run_dir / POINTER)
@@ -266,12 +275,16 @@ def checkpoint_steps(path: str | os.PathLike) -> int | None:
     return steps
 
 
+#: the parked folder's own files: a carried file must not take one of their names
+OWN_FILES = re.compile(r"^(model|envs|state|replay_buffer|buffer)-.*|.*\.tmp$")
+
+
 def _check_carry(names: tuple[str, ...]) -> None:
     for name in names:
-        if not name or pathlib.Path(name).name != name or name in (PARKED, POINTER) or name.endswith(".tmp"):
+        if not name or pathlib.Path(name).name != name or name in (PARKED, POINTER) or OWN_FILES.match(name):
             raise ValueError(
                 f"carry={name!r}: accepted: names of files in the run's folder (no path; not {PARKED}, "
-                f"{POINTER} or a .tmp file)"
+                f"{POINTER}, a .tmp file or a parked file's name such as model-STEPS.zip)"
             )
 
 
@@ -291,6 +304,7 @@ def park_if_newer(
     """:func:`park` when ``run_dir``'s newest checkpoint has more env steps than the one parked in
     ``parked_dir`` (or none is parked), with the files named in ``carry``; ``None`` when it has not."""
     run_dir, parked_dir = pathlib.Path(run_dir), pathlib.Path(parked_dir)
+    _check_carry(carry)
     here, there = checkpoint_steps(run_dir), parked_steps(parked_dir)
     if here is None or (there is not None and there >= here):
         return None
@@ -303,6 +317,7 @@ def unpark_if_newer(
     """:func:`unpark` when the checkpoint parked in ``parked_dir`` has more env steps than
     ``run_dir``'s newest (or it has none), with the files named in ``carry``; ``None`` when not."""
     parked_dir, run_dir = pathlib.Path(parked_dir), pathlib.Path(run_dir)
+    _check_carry(carry)
     there, here = parked_steps(parked_dir), checkpoint_steps(run_dir)
     if there is None or (here is not None and here >= there):
         return None
@@ -313,8 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m sb3_ofexi.harness.park``: ``park RUN_DIR PARKED_DIR``, ``unpark PARKED_DIR RUN_DIR``
     (both with ``--if-newer`` and ``--carry FILE,...``), ``steps DIR``, ``store-model MODEL_ZIP TARGET_ZIP``."""
     import argparse
+    import sys
 
-    parser = argparse.ArgumentParser(prog="python -m sb3_ofexi.harness.park", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_ofexi.harness.park",
+        description="Park a run's checkpoint in a git repository, or unpark it.",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
     for verb, source, target in (("park", "run_dir", "parked_dir"), ("unpark", "parked_dir", "run_dir")):
         sub = verbs.add_parser(verb, help=f"{source.upper()} -> {target.upper()}")
@@ -328,7 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     store.add_argument("model_zip")
     store.add_argument("target_zip")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"{parser.prog} {args.verb}: error: {error}", file=sys.stderr)
+        return 1
 
+
+def _run(args: Any) -> int:
     if args.verb in ("park", "unpark"):
         carry = tuple(name for name in args.carry.split(",") if name)
         if args.verb == "park":
@@ -340,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"{args.parked_dir}: holds {args.run_dir}'s newest checkpoint or a newer one; kept")
         else:
+            if parked_steps(pathlib.Path(args.parked_dir)) is None:
+                raise FileNotFoundError(f"{args.parked_dir} holds no parked checkpoint ({PARKED} missing)")
             final = (unpark_if_newer if args.if_newer else unpark)(args.parked_dir, args.run_dir, carry)
             print(
                 f"unparked into {final}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -691,6 +692,8 @@ def make_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None,
 
 #: the paper's budget per task (section 5): 2M env steps for HalfCheetah, 1M elsewhere
 PAPER_STEPS = {"HalfCheetah": 2_000_000}
+#: the results page's title unless ``--title`` names another
+RESULTS_TITLE = "Results on MuJoCo"
 RESULT_FILES = ("summary.json", "evaluations.npz", "speed.json", "failed.json")
 
 
@@ -916,7 +919,7 @@ def build_results(
     hyperparams_dir: str | None = None,
     smooth: int = 1,
     study: str | pathlib.Path | None = None,
-    title: str = "Results on MuJoCo",
+    title: str = RESULTS_TITLE,
     made_by: list[str] | None = None,
 ) -> pathlib.Path:
     """The results page: every task folder under ``root`` gets its report (:func:`build_report`),
@@ -933,8 +936,8 @@ def build_results(
     envs = " ".join(sorted({d.name for d in tasks}))
     command = f"sb3-ofexi results {root}" + (f" --study {study}" if study else "") + f" --out {out}"
     command += f" --smooth {smooth}" if smooth > 1 else ""
-    command += f' --title "{title}"' if title != "Results on MuJoCo" else ""
-    command += "".join(f' --made-by "{line}"' for line in made_by or [])
+    command += f" --title {shlex.quote(title)}" if title != RESULTS_TITLE else ""
+    command += "".join(f" --made-by {shlex.quote(line)}" for line in made_by or [])
     steps = sorted({json.loads(p.read_text())["timesteps"] for p in root.glob("*/*/seed*/summary.json")})
     scale = f"{steps[0]:,}" if len(steps) == 1 else f"{steps[0]:,} to {steps[-1]:,}"
     lines = [

@@ -340,6 +340,7 @@ def train_one(spec: RunSpec) -> dict[str, Any]:
         raise ValueError(f"timesteps={spec.timesteps}: accepted: an int > 0")
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "failed.json").unlink(missing_ok=True)  # retried: running again (a new failure writes it anew)
     _, algo = METHODS[spec.method]
     if spec.overrides and not is_ofexi(algo):  # size budgets are the OFEXi algorithms'
         accepted = [m for m, (_, cls) in METHODS.items() if is_ofexi(cls)]
