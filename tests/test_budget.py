@@ -181,7 +181,8 @@ def test_cli_train_and_compare_with_budgets(tmp_path, capsys):
     from sb3_ofexi.harness.cli import main as cli_main
 
     folder = _small_hyperparams(tmp_path)
-    common = ["--env", "Pendulum-v1", "--eval-episodes", "1", "--hyperparams", str(folder)]
+    # timings are tested in test_peers; here they only cost time
+    common = ["--env", "Pendulum-v1", "--eval-episodes", "1", "--hyperparams", str(folder), "--no-speed"]
     assert (
         cli_main(
             [

@@ -103,13 +103,14 @@ def _summary(out, method="prune-b"):
 
 def test_killed_run_resumes_to_the_same_summary(tmp_path):
     hyperparams = _hyperparams(tmp_path)
-    assert cli_main(_compare_args(tmp_path / "straight", hyperparams)) == 0
+    steps = 1000  # killed at >= 600, while the thetas learn (250 to 800)
+    assert cli_main(_compare_args(tmp_path / "straight", hyperparams, timesteps=steps)) == 0
 
     out = tmp_path / "killed"
     run_dir = out / "prune-b" / "seed0"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sb3_ofexi.cli", *_compare_args(out, hyperparams)],
+        [sys.executable, "-m", "sb3_ofexi.cli", *_compare_args(out, hyperparams, timesteps=steps)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -132,7 +133,7 @@ def test_killed_run_resumes_to_the_same_summary(tmp_path):
     remove_checkpoints(run_dir)
     assert unpark(tmp_path / "parked", run_dir).name == f"checkpoint-{killed_at}"
 
-    assert cli_main(_compare_args(out, hyperparams)) == 0  # the same command resumes
+    assert cli_main(_compare_args(out, hyperparams, timesteps=steps)) == 0  # the same command resumes
     resumed = json.loads((run_dir / "summary.json").read_text())
     assert resumed["sittings"] == 2
     assert _summary(out) == _summary(tmp_path / "straight")
