@@ -170,3 +170,48 @@ def test_an_unpark_that_fails_still_leaves_the_run_its_files_and_no_pointer(tmp_
     assert main(["unpark", str(tmp_path / "nothing"), str(other)]) == 1
     with pytest.raises(ValueError, match="model-STEPS.zip"):
         park(run_dir, parked, carry=("model-300.zip",))
+
+
+def test_chunks_keep_only_the_next_observations_that_are_not_the_following_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(park_module, "CHUNK_ROWS", 250)
+    model, run_dir, parked = _model(2000), tmp_path / "run", tmp_path / "parked"
+    whole = park_module._chunk_arrays
+    # a first parking as the first version wrote it (whole next observations), then today's
+    monkeypatch.setattr(
+        park_module, "_chunk_arrays", lambda arrays, start, stop: {k: v[start:stop] for k, v in arrays.items()}
+    )
+    _checkpoint(model, run_dir, 300)
+    park(run_dir, parked)
+    monkeypatch.setattr(park_module, "_chunk_arrays", whole)
+    checkpoint = _checkpoint(model, run_dir, 500)  # 800 rows: chunk 0 kept as it was, 1-3 written anew
+    park(run_dir, parked)
+    files = {path.name[:11]: np.load(path).files for path in parked.glob("buffer-*.npz")}
+    assert "next_observations" in files["buffer-0000"], "a chunk already parked is kept"
+    for index in ("0001", "0002", "0003"):
+        assert "next_observations" not in files[f"buffer-{index}"]
+    with np.load(next(parked.glob("buffer-0001-*.npz"))) as chunk:
+        # Pendulum's episodes end every 200 steps: those rows and the chunk's last are stored
+        assert 1 <= len(chunk["next_observations@differs"]) <= 3 and chunk["next_observations@differs"][-1] == 249
+    _same_checkpoint(checkpoint, unpark(parked, tmp_path / "again"))
+    one_row = whole({"observations": np.ones((1, 1, 3)), "next_observations": np.zeros((1, 1, 3))}, 0, 1)
+    assert one_row["next_observations@differs"].tolist() == [0]
+
+
+def test_a_dict_buffer_parks_and_unparks_key_by_key(tmp_path, monkeypatch):
+    from stable_baselines3.common.envs import BitFlippingEnv
+
+    monkeypatch.setattr(park_module, "CHUNK_ROWS", 100)
+    env = BitFlippingEnv(n_bits=4, continuous=True, max_steps=8)
+    model = SAC("MultiInputPolicy", env, buffer_size=500, learning_starts=50, batch_size=16, seed=0, device="cpu")
+    model.learn(260)
+    run_dir = tmp_path / "run"
+    checkpoint = write_checkpoint(run_dir, model, {"train": model.get_env()}, {"wall_s": 1.0})
+    park(run_dir, tmp_path / "parked")
+    with np.load(next((tmp_path / "parked").glob("buffer-0000-*.npz"))) as chunk:
+        assert {"next_observations/observation@differs", "next_observations/desired_goal@rows"} <= set(chunk.files)
+    again = unpark(tmp_path / "parked", tmp_path / "again")
+    before = pickle.loads((checkpoint / "replay_buffer.pkl").read_bytes())
+    after = pickle.loads((again / "replay_buffer.pkl").read_bytes())
+    for name in ("observations", "next_observations"):
+        for key, value in getattr(before, name).items():
+            np.testing.assert_array_equal(value, getattr(after, name)[key])
