@@ -188,7 +188,8 @@ status() {  # one line a run; returns 0 when every run has finished
       [ -n "$commit" ] || commit=$(cut -c1-7 "$dir/study_commit")
       state=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$dir/progress.json")
       steps_done=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); print(p['timesteps'])" "$dir/progress.json")
-      note=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); e=p.get('last_eval'); print('' if e is None else f'last eval {e:.1f}')" "$dir/progress.json")
+      note=$(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); e=p.get('last_eval'); r=p.get('steps_per_s')
+print(', '.join(([] if e is None else [f'last eval {e:.1f}']) + ([f'{r:.1f} steps/s'] if r else [])))" "$dir/progress.json")
       [ -f "$dir/failed.json" ] && state="failed (resumable)"
       [ "$dir" = "$parked/$group/$method/seed$seed" ] && state="parked (resumes from $(parking steps "$dir"))"
     else
