@@ -341,15 +341,18 @@ def _carry(source: pathlib.Path, target: pathlib.Path, names: tuple[str, ...]) -
             os.replace(tmp, target / name)
 
 
+def _ahead(source: int | None, target: int | None) -> bool:
+    """Whether a checkpoint of ``source`` env steps replaces one of ``target`` (``None``: none)."""
+    return source is not None and (target is None or source > target)
+
+
 def park_if_newer(
     run_dir: str | os.PathLike, parked_dir: str | os.PathLike, carry: tuple[str, ...] = ()
 ) -> dict[str, Any] | None:
     """:func:`park` when ``run_dir``'s newest checkpoint has more env steps than the one parked in
     ``parked_dir`` (or none is parked), with the files named in ``carry``; ``None`` when it has not."""
-    run_dir, parked_dir = pathlib.Path(run_dir), pathlib.Path(parked_dir)
     _check_carry(carry)
-    here, there = checkpoint_steps(run_dir), parked_steps(parked_dir)
-    if here is None or (there is not None and there >= here):
+    if not _ahead(checkpoint_steps(run_dir), parked_steps(pathlib.Path(parked_dir))):
         return None
     return park(run_dir, parked_dir, carry)
 
@@ -359,10 +362,8 @@ def unpark_if_newer(
 ) -> pathlib.Path | None:
     """:func:`unpark` when the checkpoint parked in ``parked_dir`` has more env steps than
     ``run_dir``'s newest (or it has none), with the files named in ``carry``; ``None`` when not."""
-    parked_dir, run_dir = pathlib.Path(parked_dir), pathlib.Path(run_dir)
     _check_carry(carry)
-    there, here = parked_steps(parked_dir), checkpoint_steps(run_dir)
-    if there is None or (here is not None and here >= there):
+    if not _ahead(parked_steps(pathlib.Path(parked_dir)), checkpoint_steps(run_dir)):
         return None
     return unpark(parked_dir, run_dir, carry)
 
