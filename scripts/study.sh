@@ -67,11 +67,16 @@ finished() {  # GROUP METHOD SEED: finished here, or published from an earlier m
 
 source_of() {  # the clone of commit $1, made once
   local commit=$1 src=$STUDY_DIR/src/$1
-  if [ ! -f "$src/.ready" ]; then
-    rm -rf "$src"
-    git clone -q --no-checkout "$repo" "$src" && git -C "$src" checkout -q "$commit" && touch "$src/.ready" \
-      || { echo "cannot check out $commit from $repo" >&2; return 1; }
-  fi
+  mkdir -p "$STUDY_DIR/src"
+  # one worker clones while any other that wants the same commit waits: two runs pinned to one
+  # commit start together after a restart, and two clones into one folder break each other
+  (
+    flock 8
+    if [ ! -f "$src/.ready" ]; then
+      rm -rf "$src"
+      git clone -q --no-checkout "$repo" "$src" && git -C "$src" checkout -q "$commit" && touch "$src/.ready"
+    fi
+  ) 8>"$STUDY_DIR/src/.$commit.lock" || { echo "cannot check out $commit from $repo" >&2; return 1; }
   echo "$src"
 }
 
