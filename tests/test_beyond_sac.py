@@ -94,16 +94,27 @@ def test_surgery_keeps_the_function_and_slices_adam(algo):
                 outs.append(policy.actor_target(z_o))
             return outs
 
+    sizes = [
+        p.numel() for optimizer in model._optimizers() for group in optimizer.param_groups for p in group["params"]
+    ]
+    with th.no_grad():  # Adam's moments made functions of their parameter: slicing must keep that
+        for optimizer in model._optimizers():
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    optimizer.state[param]["exp_avg"].copy_(2 * param + 1)
+                    optimizer.state[param]["exp_avg_sq"].copy_(param.abs() + 3)
     expected = outputs()
     assert model.prune()
     for a, b in zip(expected, outputs()):
         th.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    sliced = [p for optimizer in model._optimizers() for group in optimizer.param_groups for p in group["params"]]
+    assert len(sliced) == len(sizes) and sum(p.numel() for p in sliced) < sum(sizes)
     for optimizer in model._optimizers():
         for group in optimizer.param_groups:
             for param in group["params"]:
-                for value in optimizer.state.get(param, {}).values():
-                    if isinstance(value, th.Tensor) and value.dim() > 0:
-                        assert value.shape == param.shape
+                state = optimizer.state[param]
+                assert th.equal(state["exp_avg"], 2 * param.detach() + 1)
+                assert th.equal(state["exp_avg_sq"], param.detach().abs() + 3)
     if algo is TD3_OFEXi:  # the actor target lost the actor's units
         assert policy.actor_target.net.units == policy.actor.net.units
 

@@ -12,7 +12,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from sb3_ofexi.common.complexity import mlp_paper_coefficients, theta_norm
 from sb3_ofexi.common.config import NU_RL_FACTORS
 from sb3_ofexi.common.diagnostics import theta_stats, undecided_by_network
-from sb3_ofexi.harness.report import build_report, load_runs, portable_record, tables
+from sb3_ofexi.harness.report import build_report, load_runs, portable_record, study_verdict, tables
 from sb3_ofexi.harness.runs import RunSpec, score_run, train_one
 
 from .conftest import make_model
@@ -238,8 +238,69 @@ def test_published_records_hold_no_paths_of_the_machine():
         "seed": 0,
         "traceback": 'File "/home/someone/.venv/lib/site-packages/torch/x.py", line 1\n'
         'File "/home/someone/repo/sb3_ofexi/experiments.py", line 2',
+        "speed": {
+            "deploy_latency_ms": None,
+            "deploy_latency_ms_error": "RuntimeError: The exported policy /tmp/tmpab12/policy.onnx differs",
+        },
     }
     portable = portable_record(record, "Hopper-v5")
     assert "/home/someone" not in json.dumps(portable)
     assert portable["out_dir"] == "Hopper-v5" and portable["hyperparams_dir"] == "hp"
+    assert portable["speed"]["deploy_latency_ms_error"] == "RuntimeError: The exported policy policy.onnx differs"
     assert np.isclose(portable["seed"], 0)
+
+
+def _study_run(method, seed, score, deploy, units=None):
+    """A finished study run's summary: prune-b ones start at 6 x 8 phi_o / phi_oa, 16-16 actor, 32-32 critics."""
+    summary = {**_summary(method, seed, score, score), "params": {"deploy": deploy, "train": 2 * deploy}}
+    if method == "prune-b":
+        start = {"units_phi_o": 48, "units_phi_oa": 48, "units_actor": 32, "units_critic": 128}
+        summary["history"] = [start]
+        summary["units"] = units or {
+            "phi_o": [8, 2] * 3,
+            "phi_oa": [4] * 6,
+            "actor": [8, 8],
+            "critic": [[8, 8], [8, 8]],
+        }
+    return summary
+
+
+def _study(ofe, prune):
+    return {
+        "ofe": [_study_run("ofe", seed, score, 100) for seed, score in ofe],
+        "prune-b": [_study_run("prune-b", seed, score, 20) for seed, score in prune],
+    }
+
+
+def test_study_verdict_waits_for_seeds_0_to_2_of_both_methods():
+    other_seeds = study_verdict(_study([(0, 100.0), (1, 100.0), (3, 100.0)], [(0, 100.0), (1, 100.0), (5, 100.0)]))
+    assert "**Outcome: pending**" in other_seeds[1]
+    complete = study_verdict(_study([(s, 100.0) for s in range(3)], [(s, 96.0) for s in range(3)]))
+    assert complete[1].startswith("**Outcome: supported**") and "96.0% of OFE's" in complete[1]
+    assert "20.0% of OFE's" in complete[1] and complete[2].endswith("none so far.")
+
+
+def test_study_verdict_reads_a_share_just_below_the_criterion_as_not_met():
+    lines = study_verdict(_study([(s, 1000.0) for s in range(3)], [(s, 949.0) for s in range(3)]))
+    assert lines[1].startswith("**Outcome: not supported**") and "94.9% of OFE's" in lines[1]
+
+
+def test_study_verdict_refuses_to_decide_without_a_score():
+    lines = study_verdict(_study([(s, 100.0) for s in range(3)], [(0, 100.0), (1, float("nan")), (2, 100.0)]))
+    assert lines[1].startswith("**Outcome: undecided**") and "prune-b seed 1" in lines[1]
+    assert "seed 1: no score" in lines[2]
+
+
+def test_study_collapse_check_sees_each_critic_and_empty_layers():
+    runs = _study([(s, 100.0) for s in range(3)], [(0, 100.0), (1, 40.0)])
+    runs["prune-b"][0]["units"]["critic"] = [[16, 16], [1, 0]]  # one critic gone, its twin whole
+    runs["prune-b"][1]["units"]["phi_o"] = [1, 1, 0, 0, 0, 0]
+    del runs["prune-b"][1]["units"]["critic"]
+    lines = study_verdict(runs)
+    assert "seed 0: critic1 has a layer pruned to 0 units" in lines[2] and "critic0" not in lines[2]
+    assert "seed 1: phi_o has a layer pruned to 0 units" in lines[2]
+    assert "seed 1: score 40.0 < 50% of OFE's mean 100.0" in lines[2]
+    runs["prune-b"][0]["units"]["critic"] = [[16, 16], [1, 1]]
+    assert "seed 0: critic1 pruned to 2 of 64 units" in study_verdict(runs)[2]
+    del runs["prune-b"][0]["units"], runs["prune-b"][0]["history"]
+    assert "seed 0: no unit counts in its summary (not checked)" in study_verdict(runs)[2]

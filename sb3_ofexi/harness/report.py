@@ -721,8 +721,9 @@ def publish_runs(source: str | pathlib.Path, target: str | pathlib.Path) -> list
 
 def portable_record(record: dict[str, Any], task: str) -> dict[str, Any]:
     """A summary or failure record without the paths of the machine that made it: ``out_dir``
-    becomes the task folder's name, an absolute ``hyperparams_dir`` its folder name, and a
-    traceback's absolute file paths their paths from the package (``sb3_ofexi/...``)."""
+    becomes the task folder's name, an absolute ``hyperparams_dir`` its folder name, a
+    traceback's absolute file paths their paths from the package (``sb3_ofexi/...``), and the
+    paths in a failed timing's message their file names."""
     import re
 
     record = dict(record)
@@ -734,6 +735,11 @@ def portable_record(record: dict[str, Any], task: str) -> dict[str, Any]:
         record["traceback"] = re.sub(
             r'File "/[^"]*?/((?:sb3_ofexi|site-packages)/[^"]*)"', r'File ".../\1"', record["traceback"]
         )
+    if isinstance(record.get("speed"), dict):  # a failed timing's message names its temporary files
+        record["speed"] = {
+            key: re.sub(r"/(?:[^\s/\"']+/)+([^\s/\"']+)", r"\1", value) if key.endswith("_error") else value
+            for key, value in record["speed"].items()
+        }
     return record
 
 
@@ -847,46 +853,88 @@ def _task_block(
 #: the study's pre-registered criterion (docs/study/PREREGISTRATION.md): prune-b against OFE
 STUDY_SCORE_SHARE = 0.95
 STUDY_DEPLOY_SHARE = 0.25
-STUDY_SEEDS = 3
+STUDY_SEEDS = (0, 1, 2)
+#: collapse: a network left with fewer units than this share of its start, or a seed below this share of OFE's mean
+COLLAPSE_UNITS_SHARE = 0.05
+COLLAPSE_SCORE_SHARE = 0.5
+
+
+def _network_units(summary: dict[str, Any]) -> dict[str, tuple[int | None, list[int]]]:
+    """Each network's units at the start and per layer at the end; each critic on its own (a
+    critic pruned away is a collapse even while its twin is whole)."""
+    start = (summary.get("history") or [{}])[0]
+    end = summary.get("units") or {}
+    networks: dict[str, tuple[int | None, list[int]]] = {}
+    for net in ("phi_o", "phi_oa", "actor"):
+        if net in end:
+            networks[net] = (start.get(f"units_{net}"), list(end[net]))
+    critics = end.get("critic") or []
+    critic_start = start.get("units_critic")
+    for i, layers in enumerate(critics):  # the critics start alike: each holds its share of the total
+        networks[f"critic{i}"] = (None if critic_start is None else critic_start // len(critics), list(layers))
+    return networks
+
+
+def _collapse(prune: list[dict[str, Any]], ofe_mean: float | None) -> list[str]:
+    """The pre-registration's collapse check, one finding a line (a seed it cannot check says so)."""
+    found = []
+    for summary in prune:
+        seed = summary["seed"]
+        networks = _network_units(summary)
+        if not networks:
+            found.append(f"seed {seed}: no unit counts in its summary (not checked)")
+        for net, (start, layers) in networks.items():
+            if any(units == 0 for units in layers):
+                found.append(f"seed {seed}: {net} has a layer pruned to 0 units ({layers})")
+            elif start and sum(layers) < COLLAPSE_UNITS_SHARE * start:
+                found.append(f"seed {seed}: {net} pruned to {sum(layers)} of {start} units")
+        score = summary.get("score")
+        if score is None or not np.isfinite(score):
+            found.append(f"seed {seed}: no score (no evaluation after rounding)")
+        elif ofe_mean is not None and ofe_mean > 0 and score < COLLAPSE_SCORE_SHARE * ofe_mean:
+            found.append(f"seed {seed}: score {score:.1f} < {COLLAPSE_SCORE_SHARE:.0%} of OFE's mean {ofe_mean:.1f}")
+    return found
 
 
 def study_verdict(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """The pre-registered criterion, decided from the runs (or pending), and the collapse check."""
-    ofe, prune = runs.get("ofe", []), runs.get("prune-b", [])
-    seeds = {m: sorted(s["seed"] for s in g) for m, g in (("ofe", ofe), ("prune-b", prune))}
+    """The pre-registered criterion over seeds 0-2 (pending until all six runs have finished and
+    scored), and the collapse check over every finished prune-b seed."""
+    groups = {m: [s for s in runs.get(m, []) if s["seed"] in STUDY_SEEDS] for m in ("ofe", "prune-b")}
+    ofe, prune = groups["ofe"], groups["prune-b"]
+    seeds = {m: sorted(s["seed"] for s in g) for m, g in groups.items()}
     lines = [
-        (
-            f"Runs finished: ofe seeds {seeds['ofe'] or 'none'}, prune-b seeds {seeds['prune-b'] or 'none'} "
-            f"(the criterion is decided on {STUDY_SEEDS} seeds of each)."
-        )
+        f"Runs finished: ofe seeds {seeds['ofe'] or 'none'}, prune-b seeds {seeds['prune-b'] or 'none'} "
+        f"(the criterion is decided on seeds {', '.join(map(str, STUDY_SEEDS))} of each)."
     ]
-    if len(ofe) < STUDY_SEEDS or len(prune) < STUDY_SEEDS:
+    scores = {m: [s.get("score") for s in g] for m, g in groups.items()}
+    unscored = [
+        f"{m} seed {s['seed']}" for m, g in groups.items() for s in g if not np.isfinite(s.get("score") or np.nan)
+    ]
+    if any(sorted(set(seeds[m])) != sorted(STUDY_SEEDS) for m in groups):
         lines.append(
             "**Outcome: pending** (the runs above are still queued or running; `bash scripts/study.sh status`)."
         )
+    elif unscored:
+        lines.append(
+            f"**Outcome: undecided**: {', '.join(unscored)} has no score (no evaluation after rounding); "
+            "the criterion needs one for every seed."
+        )
     else:
-        score = float(np.mean([s["score"] for s in prune])) / float(np.mean([s["score"] for s in ofe]))
+        score = float(np.mean(scores["prune-b"])) / float(np.mean(scores["ofe"]))
         deploy = float(np.mean([s["params"]["deploy"] for s in prune])) / float(
             np.mean([s["params"]["deploy"] for s in ofe])
         )
         met = score >= STUDY_SCORE_SHARE and deploy <= STUDY_DEPLOY_SHARE
         lines.append(
             f"**Outcome: {'supported' if met else 'not supported'}**: prune-b's mean score is "
-            f"{100 * score:.0f}% of OFE's (criterion >= {100 * STUDY_SCORE_SHARE:.0f}%), its mean deploy "
-            f"size {100 * deploy:.0f}% of OFE's (criterion <= {100 * STUDY_DEPLOY_SHARE:.0f}%)."
+            f"{100 * score:.1f}% of OFE's (criterion >= {100 * STUDY_SCORE_SHARE:.0f}%), its mean deploy "
+            f"size {100 * deploy:.1f}% of OFE's (criterion <= {100 * STUDY_DEPLOY_SHARE:.0f}%)."
         )
-    collapsed = []
-    ofe_mean = float(np.mean([s["score"] for s in ofe])) if ofe else None
-    for summary in prune:
-        initial = (summary.get("history") or [{}])[0]
-        for net in ("phi_o", "phi_oa", "actor", "critic"):
-            start, end = initial.get(f"units_{net}"), (summary.get("history") or [{}])[-1].get(f"units_{net}")
-            if start and end is not None and end < 0.05 * start:
-                collapsed.append(f"seed {summary['seed']}: {net} pruned to {end} of {start} units")
-        if ofe_mean is not None and ofe_mean > 0 and summary["score"] < 0.5 * ofe_mean:
-            collapsed.append(f"seed {summary['seed']}: score {summary['score']:.1f} < 50% of OFE's mean")
+    finite = [x for x in scores["ofe"] if x is not None and np.isfinite(x)]
+    collapsed = _collapse(prune, float(np.mean(finite)) if finite else None)
     lines.append(
-        "Collapse check (a network pruned to < 5% of its units, or a score < 50% of OFE's): "
+        f"Collapse check (a network pruned to < {COLLAPSE_UNITS_SHARE:.0%} of its units or a layer to none, or a "
+        f"score < {COLLAPSE_SCORE_SHARE:.0%} of OFE's mean): "
         + ("; ".join(collapsed) if collapsed else "none so far")
         + "."
     )

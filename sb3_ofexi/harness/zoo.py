@@ -13,7 +13,7 @@ of its flags keep working::
     python -m sb3_ofexi.zoo train --algo td3_ofexi --env Hopper-v5 -conf td3_ofexi_prune_b
     python -m sb3_ofexi.zoo train --algo sac_ofexi --env Hopper-v5 -conf sac_ofexi_prune_b   # a packaged file
 
-``-optimize`` works with ``--algo sac_ofexi`` (:mod:`sb3_ofexi.harness.tuning`). ``-conf`` / ``--conf-file`` takes a path, or the name of one of the package's YAML files.
+``-optimize`` works with every ``--algo`` of the package (:mod:`sb3_ofexi.harness.tuning`). ``-conf`` / ``--conf-file`` takes a path, or the name of one of the package's YAML files.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def register() -> None:
     from sb3_ofexi.harness.tuning import register_sampler
 
     rl_zoo3.ALGOS.update({name: algo for name, algo in ALGOS.items() if name not in ZOO_OWN})
-    register_sampler()  # -optimize for sac_ofexi
+    register_sampler()  # -optimize for every --algo of the package
 
 
 CONF_FLAGS = ("-conf", "--conf-file")
