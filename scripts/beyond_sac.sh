@@ -166,7 +166,9 @@ case "${1:-start}" in
     while read -r env method seed; do
       key=$env/$method/seed$seed state=queued
       [ -f "$parked/$key/parked.json" ] && state="parked at $(parking steps "$parked/$key") steps"
-      [ -f "$runs/$key/progress.json" ] && state=running
+      [ -f "$runs/$key/progress.json" ] && state="running: $(python3 -c "import json,sys; p=json.load(open(sys.argv[1]))
+e, r = p.get('last_eval'), p.get('steps_per_s')
+print(f\"{p['timesteps']:,} of {p['total']:,} env steps\" + ('' if e is None else f', last eval {e:.1f}') + (f', {r:.0f} steps/s' if r else ''))" "$runs/$key/progress.json")"
       [ -f "$runs/$key/summary.json" ] && state=done
       echo "$env $method seed$seed: $state"
     done < <(each_run)
