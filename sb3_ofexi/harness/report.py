@@ -1015,8 +1015,8 @@ def build_results(
             (
                 "At this scale (1.5-3% of the paper's budgets) the thetas learn for ~10-12k updates, too few to "
                 "decide (crossing [0, 1] at theta-lr 3e-4 takes >= 3.3k updates of a consistent push), and on "
-                "Hopper every method scores within seed noise of the others: these pages show the start of "
-                "training, and decide nothing about the method."
+                "Hopper every method scores 200-500, the seeds of most methods overlapping: these pages show "
+                "the start of training, and decide nothing about the method."
             ),
             "",
         ]
