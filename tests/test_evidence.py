@@ -275,9 +275,11 @@ def _study(ofe, prune):
 def test_study_verdict_waits_for_seeds_0_to_2_of_both_methods():
     other_seeds = study_verdict(_study([(0, 100.0), (1, 100.0), (3, 100.0)], [(0, 100.0), (1, 100.0), (5, 100.0)]))
     assert "**Outcome: pending**" in other_seeds[1]
-    complete = study_verdict(_study([(s, 100.0) for s in range(3)], [(s, 96.0) for s in range(3)]))
+    complete = study_verdict(_study([(s, 100.0) for s in range(3)], [(0, 0.0), (1, 144.0), (2, 144.0)]))
     assert complete[1].startswith("**Outcome: supported**") and "96.0% of OFE's" in complete[1]
-    assert "20.0% of OFE's" in complete[1] and complete[2].endswith("none so far.")
+    assert "20.0% of OFE's" in complete[1] and complete[2].endswith(": seed 0: score 0.0 < 50% of OFE's mean 100.0.")
+    decided = study_verdict(_study([(s, 100.0) for s in range(3)], [(s, 96.0) for s in range(3)]))
+    assert decided[1].startswith("**Outcome: supported**") and decided[2].endswith("none so far.")
 
 
 def test_study_verdict_reads_a_share_just_below_the_criterion_as_not_met():

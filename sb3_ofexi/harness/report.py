@@ -859,6 +859,10 @@ COLLAPSE_UNITS_SHARE = 0.05
 COLLAPSE_SCORE_SHARE = 0.5
 
 
+def _finite(value: Any) -> bool:
+    return value is not None and bool(np.isfinite(value))
+
+
 def _network_units(summary: dict[str, Any]) -> dict[str, tuple[int | None, list[int]]]:
     """Each network's units at the start and per layer at the end; each critic on its own (a
     critic pruned away is a collapse even while its twin is whole)."""
@@ -889,7 +893,7 @@ def _collapse(prune: list[dict[str, Any]], ofe_mean: float | None) -> list[str]:
             elif start and sum(layers) < COLLAPSE_UNITS_SHARE * start:
                 found.append(f"seed {seed}: {net} pruned to {sum(layers)} of {start} units")
         score = summary.get("score")
-        if score is None or not np.isfinite(score):
+        if not _finite(score):
             found.append(f"seed {seed}: no score (no evaluation after rounding)")
         elif ofe_mean is not None and ofe_mean > 0 and score < COLLAPSE_SCORE_SHARE * ofe_mean:
             found.append(f"seed {seed}: score {score:.1f} < {COLLAPSE_SCORE_SHARE:.0%} of OFE's mean {ofe_mean:.1f}")
@@ -907,9 +911,7 @@ def study_verdict(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
         f"(the criterion is decided on seeds {', '.join(map(str, STUDY_SEEDS))} of each)."
     ]
     scores = {m: [s.get("score") for s in g] for m, g in groups.items()}
-    unscored = [
-        f"{m} seed {s['seed']}" for m, g in groups.items() for s in g if not np.isfinite(s.get("score") or np.nan)
-    ]
+    unscored = [f"{m} seed {s['seed']}" for m, g in groups.items() for s in g if not _finite(s.get("score"))]
     if any(sorted(set(seeds[m])) != sorted(STUDY_SEEDS) for m in groups):
         lines.append(
             "**Outcome: pending** (the runs above are still queued or running; `bash scripts/study.sh status`)."
@@ -930,7 +932,7 @@ def study_verdict(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
             f"{100 * score:.1f}% of OFE's (criterion >= {100 * STUDY_SCORE_SHARE:.0f}%), its mean deploy "
             f"size {100 * deploy:.1f}% of OFE's (criterion <= {100 * STUDY_DEPLOY_SHARE:.0f}%)."
         )
-    finite = [x for x in scores["ofe"] if x is not None and np.isfinite(x)]
+    finite = [x for x in scores["ofe"] if _finite(x)]
     collapsed = _collapse(prune, float(np.mean(finite)) if finite else None)
     lines.append(
         f"Collapse check (a network pruned to < {COLLAPSE_UNITS_SHARE:.0%} of its units or a layer to none, or a "
