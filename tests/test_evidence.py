@@ -250,13 +250,13 @@ def test_published_records_hold_no_paths_of_the_machine():
     assert np.isclose(portable["seed"], 0)
 
 
-def _study_run(method, seed, score, deploy, units=None):
+def _study_run(method, seed, score, deploy):
     """A finished study run's summary: prune-b ones start at 6 x 8 phi_o / phi_oa, 16-16 actor, 32-32 critics."""
     summary = {**_summary(method, seed, score, score), "params": {"deploy": deploy, "train": 2 * deploy}}
     if method == "prune-b":
         start = {"units_phi_o": 48, "units_phi_oa": 48, "units_actor": 32, "units_critic": 128}
         summary["history"] = [start]
-        summary["units"] = units or {
+        summary["units"] = {
             "phi_o": [8, 2] * 3,
             "phi_oa": [4] * 6,
             "actor": [8, 8],
