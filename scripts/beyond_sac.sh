@@ -11,7 +11,8 @@
 #
 # Runs live in $BEYOND_DIR (default ~/sb3-ofexi-beyond, outside the work tree), each task's from a clone of the
 # commit recorded when its sweep first starts (runs/ENV/commit), so editing the package never changes a running
-# comparison; 'sb3-ofexi compare' resumes an interrupted sweep where it stopped. The Python environment is the
+# comparison; a method re-made after a change to it (REMADE) has its own commit, recorded when its runs first start
+# (runs/ENV/METHOD.commit), and runs before the rest; 'sb3-ofexi compare' resumes an interrupted sweep where it stopped. The Python environment is the
 # Hopper study's ($STUDY_DIR/venv, made by scripts/study.sh) with the clone first on PYTHONPATH.
 # A session's machine is not kept for the next one: `start` first copies the runs already published (their
 # summaries) and each task's commit back into $BEYOND_DIR, and rebuilds the checkpoints of the runs that
@@ -26,14 +27,22 @@ NICE=${NICE:-10}  # as the Hopper study's runs: two thirds of a core each of the
 METHODS=${METHODS:-td3,td3-prune-b,tqc,tqc-prune-b,crossq}
 SEEDS=3
 REACHER_STEPS=${REACHER_STEPS:-50000}
+# td3-prune-b: TD3_OFEXi's nu factors changed (1 -> 1/5, 1/25) after its Reacher-v5 runs at the task's commit
+# pruned actor and critics to 0 units; those runs are kept in docs/demo/beyond-sac/td3-nu-as-given/.
+REMADE=${REMADE:-td3-prune-b}
 runs=$BEYOND_DIR/runs
 python=$STUDY_DIR/venv/bin/python
 
-source_dir() {  # ENV: the clone of the commit that task's sweep is pinned to
+pin_of() {  # ENV [METHOD]: the file that names the commit the task (or that re-made method) is pinned to
+  if [ -n "${2:-}" ] && [[ ",$REMADE," == *",$2,"* ]]; then echo "$runs/$1/$2.commit"; else echo "$runs/$1/commit"; fi
+}
+
+source_dir() {  # ENV [METHOD]: the clone of the commit that task's sweep (or that re-made method) is pinned to
+  local pin commit src
+  pin=$(pin_of "$@")
   mkdir -p "$runs/$1"
-  [ -f "$runs/$1/commit" ] || git -C "$repo" rev-parse HEAD >"$runs/$1/commit"
-  local commit src
-  commit=$(cat "$runs/$1/commit")
+  [ -f "$pin" ] || git -C "$repo" rev-parse HEAD >"$pin"
+  commit=$(cat "$pin")
   src=$BEYOND_DIR/src/$commit
   if [ ! -f "$src/.ready" ]; then
     rm -rf "$src"
@@ -42,10 +51,10 @@ source_dir() {  # ENV: the clone of the commit that task's sweep is pinned to
   echo "$src"
 }
 
-cli() {  # ENV ARGS...: the package of that task's pinned commit
+cli() {  # ENV METHOD|- ARGS...: the package of that task's (or re-made method's) pinned commit
   local src
-  src=$(source_dir "$1") || return 1
-  shift
+  src=$(source_dir "$1" "${2#-}") || return 1
+  shift 2
   # torch.compile's cache, one per call: a run killed while gcc writes a kernel leaves a truncated .so behind
   local cache code
   cache=$(mktemp -d "$BEYOND_DIR/inductor-cache.XXXXXX")
@@ -78,14 +87,27 @@ for path in out.glob("*.yml"):
 PY
 }
 
-sweep() {
-  cli Pendulum-v1 compare --env Pendulum-v1 --methods "$METHODS" --seeds $SEEDS --threads 1 --eval-episodes 10 \
-    --out "$runs/Pendulum-v1" || return 1
-  local src
-  src=$(source_dir Reacher-v5) || return 1
-  [ -d "$runs/Reacher-v5/hyperparams" ] || reacher_hyperparams "$src" || return 1
-  cli Reacher-v5 compare --env Reacher-v5 --methods "$METHODS" --seeds $SEEDS --threads 1 --timesteps "$REACHER_STEPS" \
-    --eval-episodes 10 --hyperparams "$runs/Reacher-v5/hyperparams" --out "$runs/Reacher-v5"
+compare() {  # ENV METHODS PIN: those methods' runs on ENV, from the commit of PIN (a re-made method, or - the task's)
+  local env=$1 methods=$2 pin=$3 src
+  [ -n "$methods" ] || return 0
+  if [ "$env" = Pendulum-v1 ]; then
+    cli Pendulum-v1 "$pin" compare --env Pendulum-v1 --methods "$methods" --seeds $SEEDS --threads 1 --eval-episodes 10 \
+      --out "$runs/Pendulum-v1"
+  else
+    src=$(source_dir Reacher-v5) || return 1
+    [ -d "$runs/Reacher-v5/hyperparams" ] || reacher_hyperparams "$src" || return 1
+    cli Reacher-v5 "$pin" compare --env Reacher-v5 --methods "$methods" --seeds $SEEDS --threads 1 \
+      --timesteps "$REACHER_STEPS" --eval-episodes 10 --hyperparams "$runs/Reacher-v5/hyperparams" --out "$runs/Reacher-v5"
+  fi
+}
+
+sweep() {  # the re-made methods first (on both tasks), then the rest from each task's commit
+  local method env others
+  for method in ${REMADE//,/ }; do
+    for env in Pendulum-v1 Reacher-v5; do compare "$env" "$method" "$method" || return 1; done
+  done
+  others=$(tr , '\n' <<<"$METHODS" | grep -vxF -f <(tr , '\n' <<<"$REMADE") | paste -sd, -)
+  for env in Pendulum-v1 Reacher-v5; do compare "$env" "$others" - || return 1; done
 }
 
 restore_published() {  # the published runs and commits of each task, where this machine has none
@@ -95,6 +117,9 @@ restore_published() {  # the published runs and commits of each task, where this
     mkdir -p "$runs/$env"
     [ -f "$runs/$env/commit" ] || cp "$published/$env/commit" "$runs/$env/commit"
     cmp -s "$published/$env/commit" "$runs/$env/commit" || { echo "$env: $runs/$env/commit is not the published one" >&2; return 1; }
+    for f in "$published/$env"/*.commit; do  # the re-made methods' commits
+      [ -f "$f" ] && { [ -f "$runs/$env/${f##*/}" ] || cp "$f" "$runs/$env/"; }
+    done
     for run in "$published/$env"/*/seed*/; do
       [ -f "$run/summary.json" ] || continue
       dest=$runs/$env/${run#"$published/$env/"}
@@ -175,7 +200,7 @@ print(f\"{p['timesteps']:,} of {p['total']:,} env steps\" + ('' if e is None els
     ;;
   measure)
     for env in Pendulum-v1 Reacher-v5; do
-      [ -d "$runs/$env" ] && cli "$env" measure "$runs/$env"
+      [ -d "$runs/$env" ] && cli "$env" - measure "$runs/$env"
     done
     ;;
   publish)  # the small files of finished runs and a report per task (no models, no absolute paths)
@@ -189,6 +214,7 @@ print(f\"{p['timesteps']:,} of {p['total']:,} env steps\" + ('' if e is None els
     for env in Pendulum-v1 Reacher-v5; do
       # a task's commit is published as soon as it starts: its parked runs resume from that commit only
       [ -f "$runs/$env/commit" ] && mkdir -p "$repo/$out/$env" && cp "$runs/$env/commit" "$repo/$out/$env/commit"
+      for f in "$runs/$env"/*.commit; do if [ -f "$f" ]; then cp "$f" "$repo/$out/$env/"; fi; done
     done
     if [ -d "$runs/Reacher-v5/hyperparams" ]; then  # what the Reacher runs read
       mkdir -p "$repo/$out/Reacher-v5/hyperparams"

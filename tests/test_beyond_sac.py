@@ -205,15 +205,16 @@ def test_tqc_critic_loss_drops_the_top_quantiles():
 
 
 def test_nu_meets_each_algorithms_losses():
-    """nu_rl_reference="ofenet": SAC's factors (1/5, 1/50); TD3's are 1 (the OFENet code's TD3 is
-    SB3's); TQC's carry the OFENet SAC conventions over (1/5, 1/10). "sb3" is nu as given."""
+    """nu_rl_reference="ofenet": SAC's factors (1/5, 1/50); TD3's and TQC's carry the OFENet code's
+    SAC conventions over (1/5, 1/25; 1/5, 1/10). "sb3" is nu as given."""
     factors = NU_RL_FACTORS_BY_LOSSES
-    assert factors["td3"]["ofenet"] == {"actor": 1.0, "critic": 1.0}
+    assert factors["td3"]["ofenet"] == {"actor": 0.2, "critic": pytest.approx(0.04)}
     assert factors["tqc"]["ofenet"] == {"actor": 0.2, "critic": 0.1}
     assert all(f["sb3"] == {"actor": 1.0, "critic": 1.0} for f in factors.values())
     assert make(TD3_OFEXi).config.rl_losses == "td3" and make(TQC_OFEXi).config.rl_losses == "tqc"
     assert make(TQC_OFEXi).theta_control.nu.nu_critic == pytest.approx(AGGRESSIVE["nu_critic"] / 10)
-    assert make(TD3_OFEXi).theta_control.nu.nu_actor == pytest.approx(AGGRESSIVE["nu_actor"])
+    assert make(TD3_OFEXi).theta_control.nu.nu_actor == pytest.approx(AGGRESSIVE["nu_actor"] / 5)
+    assert make(TD3_OFEXi).theta_control.nu.nu_critic == pytest.approx(AGGRESSIVE["nu_critic"] / 25)
     with pytest.raises(ValueError, match="rl_losses='ppo' is invalid"):
         OFEXiConfig.build("prune-b", get_preset("prune-b"), rl_losses="ppo")
 

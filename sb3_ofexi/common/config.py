@@ -34,9 +34,11 @@ NU_RL_FACTORS: dict[str, dict[str, float]] = {
 #: The same weighing for each family of RL losses an OFEXi algorithm trains with (``rl_losses``):
 #:
 #: * ``"sac"``: :data:`NU_RL_FACTORS`.
-#: * ``"td3"``: the OFENet code's TD3 is SB3's: no reward scale (the OFENet code scales rewards for
-#:   SAC only), each critic's MSE without 1/2 summed, actor loss ``-E[Q_1]``; so ``"ofenet"`` is
-#:   Table 2's nu as given.
+#: * ``"td3"``: Table 2's nu was chosen for the paper's SAC only, so ``"ofenet"`` carries the OFENet
+#:   code's SAC conventions over (rewards x s): the actor loss ``-E[Q_1]`` grows by s (1/s), and
+#:   each critic's MSE, summed without 1/2 by SB3's TD3 as by the OFENet code, by s^2 (1/s^2). (The
+#:   OFENet code's own TD3, without XiNets, trains on raw rewards: nu as given there pruned Reacher-v5's
+#:   TD3 actor and critics to 0 units; docs/CALIBRATION.md, "Beyond SAC".)
 #: * ``"tqc"``: the OFENet code has no TQC; ``"ofenet"`` carries its SAC conventions over. The actor
 #:   loss is SAC's form (factor 1/s as for SAC); sb3-contrib's critic loss is the quantile Huber
 #:   loss averaged over both critics, where the OFENet code sums its critics' losses (x 2 at TQC's
@@ -44,7 +46,10 @@ NU_RL_FACTORS: dict[str, dict[str, float]] = {
 #:   s^2, with rewards scaled by s: factor 1 / (2 s). docs/CALIBRATION.md ("Beyond SAC").
 NU_RL_FACTORS_BY_LOSSES: dict[str, dict[str, dict[str, float]]] = {
     "sac": NU_RL_FACTORS,
-    "td3": {"ofenet": {"actor": 1.0, "critic": 1.0}, "sb3": {"actor": 1.0, "critic": 1.0}},
+    "td3": {
+        "ofenet": {"actor": 1.0 / OFENET_REWARD_SCALE, "critic": 1.0 / OFENET_REWARD_SCALE**2},
+        "sb3": {"actor": 1.0, "critic": 1.0},
+    },
     "tqc": {
         "ofenet": {"actor": 1.0 / OFENET_REWARD_SCALE, "critic": 1.0 / (2.0 * OFENET_REWARD_SCALE)},
         "sb3": {"actor": 1.0, "critic": 1.0},

@@ -38,8 +38,9 @@ class TD3_OFEXi(OFEXiAlgorithm, TD3):  # noqa: N801 (the paper's naming)
     accepts (``action_noise``, ``policy_delay``, ``target_policy_noise``, ``target_noise_clip``...).
 
     The actor target carries the actor's thetas (copied at every target update, pruned with the
-    actor). nu_pi and nu_q meet TD3's losses as given under ``nu_rl_reference="ofenet"``: the
-    OFENet code's TD3 losses are SB3's (docs/CALIBRATION.md, "Beyond SAC"). With
+    actor). Under ``nu_rl_reference="ofenet"`` nu_pi / 5 and nu_q / 25 meet TD3's losses: the OFENet
+    code's SAC conventions (rewards x5), for which Table 2's nu was chosen, carried over
+    (docs/CALIBRATION.md, "Beyond SAC"). With
     ``policy_delay > 1`` a step with and one without the actor update differ, so on CUDA the
     step runs eagerly rather than as one CUDA graph.
     """
