@@ -43,6 +43,15 @@ def make(algo: type, **kwargs):
     return algo("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs, **config)
 
 
+def assert_every_network_pruned(start: dict, units: dict) -> None:
+    """Each of phi_o, phi_oa, the actor and every critic lost units (not only the OFENet, whose nu
+    no algorithm rescales)."""
+    for net in ("phi_o", "phi_oa", "actor"):
+        assert sum(units[net]) < sum(start[net]), (net, start[net], units[net])
+    for critic, critic_start in zip(units["critic"], start["critic"], strict=True):
+        assert sum(critic) < sum(critic_start), (start["critic"], units["critic"])
+
+
 def observations(n: int = 64) -> np.ndarray:
     return np.random.default_rng(1).uniform(-1, 1, (n, 3)).astype(np.float32)
 
@@ -50,11 +59,12 @@ def observations(n: int = 64) -> np.ndarray:
 @pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
 def test_learns_prunes_saves_loads_and_continues(algo, tmp_path):
     model = make(algo)
-    before = model.param_counts()
+    before, start = model.param_counts(), model.unit_counts()
     model.learn(500)
     assert model.xi_phase == "rounded"
     after = model.param_counts()
     assert after["deploy"] < before["deploy"] and after["train"] < before["train"]
+    assert_every_network_pruned(start, model.unit_counts())  # at the algorithm's own nu factors
     for gate in xi_gates(model.policy):  # rounded thetas are 1, the zeros were pruned
         assert bool((gate.theta == 1).all())
     model.save(tmp_path / "model.zip")
@@ -227,6 +237,11 @@ def test_bad_input_names_the_problem(algo):
         ValueError, match=rf"policy_kwargs\['features_extractor_class'\] is not supported by {algo.__name__}"
     ):
         make(algo, policy_kwargs=dict(features_extractor_class=th.nn.Flatten))
+    # a key the stock class's policy takes (SB3's TD3Policy, sb3-contrib's TQCPolicy) and OFEXi cannot honour
+    with pytest.raises(
+        ValueError, match=r"policy_kwargs\['share_features_extractor'\] is not supported.*always shared"
+    ):
+        make(algo, policy_kwargs=dict(share_features_extractor=False))
     with pytest.raises(ValueError, match="policy='CnnPolicy' is not supported"):
         algo("CnnPolicy", "Pendulum-v1")
     if algo is TQC_OFEXi:
@@ -304,8 +319,10 @@ def test_learns_and_prunes_on_cuda(algo, extra, graphed, tmp_path):
     """On CUDA the step is one CUDA graph ("auto"), except TD3's with delayed actor updates; pruning
     happens on the device; the saved model predicts the same on the CPU."""
     model = make(algo, device="cuda", compile_step="auto", **extra)
+    start = model.unit_counts()
     model.learn(500)
     assert model.xi_phase == "rounded" and model.step_runner.graphed is graphed
+    assert_every_network_pruned(start, model.unit_counts())
     assert all(p.device.type == "cuda" for p in model.policy.parameters())
     model.save(tmp_path / "model.zip")
     on_cpu = algo.load(tmp_path / "model.zip", device="cpu")

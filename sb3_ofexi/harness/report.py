@@ -658,8 +658,11 @@ def make_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None,
             "never the thetas, BatchNorm running statistics or the critic targets):"
         ),
         "",
-        "* deploy = phi_o + actor (stock SAC: actor), as Table 1's deployment column;",
-        "* train = phi_o + phi_oa + f_pred + actor + both critics (stock SAC: actor + critics);",
+        "* deploy = phi_o + actor (stock SAC, TD3, TQC, CrossQ: actor), as Table 1's deployment column;",
+        (
+            "* train = phi_o + phi_oa + f_pred + actor + the critics (stock SAC, TD3, TQC, CrossQ: actor + critics; "
+            "TD3's actor target, like every target, not counted; TQC's critics with all their quantile outputs);"
+        ),
         (
             "* polyprune / eaudesac: the same, without their masked (zero) weights; eaudesac's train count holds "
             "its whole population of online critics;"
@@ -681,7 +684,7 @@ def make_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None,
         cost,
     ]
     report = Report(
-        out / "report.md", f"{env_id}: SAC_OFEXi comparison", intro, failed, [s for s in sections if s], pngs
+        out / "report.md", f"{env_id}: {', '.join(runs)}", intro, failed, [s for s in sections if s], pngs
     )
     report.path.write_text(report.markdown())
     (out / "report.json").write_text(
