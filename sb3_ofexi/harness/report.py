@@ -683,9 +683,7 @@ def make_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None,
         paper_section(env_id, list(runs)),
         cost,
     ]
-    report = Report(
-        out / "report.md", f"{env_id}: {', '.join(runs)}", intro, failed, [s for s in sections if s], pngs
-    )
+    report = Report(out / "report.md", f"{env_id}: {', '.join(runs)}", intro, failed, [s for s in sections if s], pngs)
     report.path.write_text(report.markdown())
     (out / "report.json").write_text(
         json.dumps({"env": env_id, "ofe_baseline": baseline, "methods": numbers}, indent=1)
