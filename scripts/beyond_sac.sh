@@ -191,9 +191,12 @@ case "${1:-start}" in
     while read -r env method seed; do
       key=$env/$method/seed$seed state=queued
       [ -f "$parked/$key/parked.json" ] && state="parked at $(parking steps "$parked/$key") steps"
-      [ -f "$runs/$key/progress.json" ] && state="running: $(python3 -c "import json,sys; p=json.load(open(sys.argv[1]))
-e, r = p.get('last_eval'), p.get('steps_per_s')
-print(f\"{p['timesteps']:,} of {p['total']:,} env steps\" + ('' if e is None else f', last eval {e:.1f}') + (f', {r:.0f} steps/s' if r else ''))" "$runs/$key/progress.json")"
+      # a run writes progress.json every few seconds: an old one is a run that was stopped
+      [ -f "$runs/$key/progress.json" ] && state="$(python3 -c "import json,sys,time; p=json.load(open(sys.argv[1]))
+e, r, now = p.get('last_eval'), p.get('steps_per_s'), time.time() - p.get('time', 0) < 300
+print(('running: ' if now else 'stopped (resumes from its newest checkpoint) at ')
+      + f\"{p['timesteps']:,} of {p['total']:,} env steps\" + ('' if e is None else f', last eval {e:.1f}')
+      + (f', {r:.0f} steps/s' if r and now else ''))" "$runs/$key/progress.json")"
       [ -f "$runs/$key/summary.json" ] && state=done
       echo "$env $method seed$seed: $state"
     done < <(each_run)
