@@ -141,11 +141,15 @@ def test_export_reproduces_predict(algo, tmp_path):
 
 
 @pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
-def test_deploy_budget_is_met(algo):
-    model = make(algo, nu_ofe=1e-6, nu_actor=1e-5, nu_critic=1e-5, deploy_budget=0.4)
-    start = model.param_counts()["deploy"]
+def test_deploy_and_train_budgets_are_met(algo):
+    """Both budgets at once, with nu too small to prune on its own: the train count holds TD3's /
+    TQC's own critics (TQC's quantile outputs)."""
+    model = make(algo, nu_ofe=1e-6, nu_actor=1e-5, nu_critic=1e-5, deploy_budget=0.4, train_budget=0.5)
+    start = model.param_counts()
     model.learn(400)
-    assert model.param_counts()["deploy"] <= model.theta_control.budgets()["deploy"] <= 0.4 * start
+    budgets, end = model.theta_control.budgets(), model.param_counts()
+    assert end["deploy"] <= budgets["deploy"] <= 0.4 * start["deploy"]
+    assert end["train"] <= budgets["train"] <= 0.5 * start["train"]
 
 
 @pytest.mark.skipif(not compiler_available("cpu")[0], reason="torch.compile unavailable here")
