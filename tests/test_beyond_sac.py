@@ -295,19 +295,23 @@ def test_compare_runs_tqc_and_crossq_and_writes_their_summaries(tmp_path):
         assert numbers[method]["deploy_latency_ms"] > 0  # the stock policy exported and timed
 
 
-def test_compare_runs_td3_ofe_and_tqc_ofe(tmp_path):
+def test_compare_runs_the_ofexi_methods_of_td3_and_tqc(tmp_path):
     import json
 
     from sb3_ofexi.harness.cli import main as cli_main
 
     out = tmp_path / "Pendulum-v1"
-    args = ["compare", "--env", "Pendulum-v1", "--methods", "td3-ofe,tqc-ofe", "--seeds", "1", "--timesteps", "200"]
+    methods = "td3-ofe,tqc-ofe,td3-prune-b,tqc-prune-b"
+    args = ["compare", "--env", "Pendulum-v1", "--methods", methods, "--seeds", "1", "--timesteps", "200"]
     args += ["--eval-freq", "100", "--eval-episodes", "1", "--threads", "1", "--no-speed", "--out", str(out)]
     assert cli_main(args) == 0
-    for method, algo in (("td3-ofe", "TD3_OFEXi"), ("tqc-ofe", "TQC_OFEXi")):
+    for method in methods.split(","):
         summary = json.loads((out / method / "seed0" / "summary.json").read_text())
-        assert summary["algo"] == algo and summary["timesteps"] == 200
+        assert summary["algo"] == ("TD3_OFEXi" if method.startswith("td3") else "TQC_OFEXi")
+        assert summary["timesteps"] == 200
         assert summary["units"]["phi_o"] and summary["params"]["deploy"] < summary["params"]["train"]
+        # prune-b's schedule (the entry's, moved into these 200 steps) is recorded; OFE's thetas never learn
+        assert (summary["xi_record"] is not None) == method.endswith("prune-b"), (method, summary["xi_record"])
 
 
 needs_cuda = pytest.mark.skipif(not th.cuda.is_available(), reason="needs CUDA")
