@@ -42,11 +42,14 @@ def test_a_learning_model_shows_its_schedule_sizes_layers_and_diagnostics(tmp_pa
     assert "SAC_OFEXi, preset prune-b" in text and "env steps 300 of 300" in text
     assert "thetas: learning since env step 100" in text and "rounded at env step 400 (xi_round)" in text
     assert "\n| phi_o[0] | " in text and "\n| critic1[1] | " in text
-    assert "diagnostics of env step 300" in text and "| Adam rate |" in text
+    assert "diagnostics of env step 300" in text and "| task grad | signed | push | Adam rate |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| critic0[0] | ")).rstrip(" |").split(" | ")
 
     assert cli_main(["inspect", str(tmp_path / "model.zip"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert info["params"] == model.param_counts() and info["phase"] == "learning"
+    diag = next(d for d in info["diagnostics"] if d["layer"] == "critic0[0]")
+    assert row[5:9] == [f"{diag[k]:.3g}" for k in ("task_grad", "task_grad_signed", "push", "adam_rate")]
     for name, gate in model.policy.xi_layers().items():
         theta = gate.theta.detach().numpy()
         alive = theta >= model.config.theta_tol

@@ -216,7 +216,9 @@ def render(info: dict[str, Any], source: str) -> str:
     diagnostics = {row["layer"]: row for row in info["diagnostics"]}
     header = "| layer | units | alive | theta mean | undecided |"
     if diagnostics:
-        header += " task grad | push | Adam rate |"
+        # |task grad| against push says which force is larger, the signed mean (< 0: the task wants the
+        # units on) whether the task's pull is consistent: a noisy task gradient lets a smaller push win
+        header += " task grad | signed | push | Adam rate |"
         first = info["diagnostics"][0]
         lines.append(f"diagnostics of env step {first['timesteps']:,} ({first['updates']:,} updates):")
     lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
@@ -224,7 +226,7 @@ def render(info: dict[str, Any], source: str) -> str:
         cells = [name, f"{row['units']}", f"{row['alive']}", f"{row['theta_mean']:.3f}", f"{row['undecided']:.0%}"]
         if diagnostics:
             diag = diagnostics.get(name, {})
-            cells += [f"{diag.get(key, math.nan):.3g}" for key in ("task_grad", "push", "adam_rate")]
+            cells += [f"{diag.get(key, math.nan):.3g}" for key in ("task_grad", "task_grad_signed", "push", "adam_rate")]
         lines.append("| " + " | ".join(cells) + " |")
     shares = ", ".join(f"{net} {share:.0%}" for net, share in info["undecided"].items())
     lines += ["", f"undecided now (alive thetas in [theta_tol, 0.9)): {shares}"]
