@@ -226,7 +226,9 @@ def render(info: dict[str, Any], source: str) -> str:
         cells = [name, f"{row['units']}", f"{row['alive']}", f"{row['theta_mean']:.3f}", f"{row['undecided']:.0%}"]
         if diagnostics:
             diag = diagnostics.get(name, {})
-            cells += [f"{diag.get(key, math.nan):.3g}" for key in ("task_grad", "task_grad_signed", "push", "adam_rate")]
+            cells += [
+                f"{diag.get(key, math.nan):.3g}" for key in ("task_grad", "task_grad_signed", "push", "adam_rate")
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     shares = ", ".join(f"{net} {share:.0%}" for net, share in info["undecided"].items())
     lines += ["", f"undecided now (alive thetas in [theta_tol, 0.9)): {shares}"]
