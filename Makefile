@@ -28,8 +28,11 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Tests run one torch thread each: TEST_JOBS processes (pytest-xdist; a test file stays in one process,
+# whose module fixtures it shares) use the cores; TEST_JOBS=0 runs them in this process.
+TEST_JOBS ?= 2
 test: venv
-	$(PY) -m pytest -q --durations=15 tests  # the 15 slowest: the suite is kept near 10 min on 2 cores
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=15 tests  # the 15 slowest: the suite is kept near 10 min on 2 cores
 
 clean:
 	rm -rf $(VENV) *.egg-info
