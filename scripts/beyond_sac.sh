@@ -11,9 +11,10 @@
 #
 # Runs live in $BEYOND_DIR (default ~/sb3-ofexi-beyond, outside the work tree), each task's from a clone of the
 # commit recorded when its sweep first starts (runs/ENV/commit), so editing the package never changes a running
-# comparison; a method re-made after a change to it (REMADE) has its own commit, recorded when its runs first start
-# (runs/ENV/METHOD.commit), and runs before the rest; 'sb3-ofexi compare' resumes an interrupted sweep where it stopped. The Python environment is the
-# Hopper study's ($STUDY_DIR/venv, made by scripts/study.sh) with the clone first on PYTHONPATH.
+# comparison; a method re-made after a change to it (REMADE) has its own commit, recorded when its runs first
+# start (runs/ENV/METHOD.commit), and runs before the rest; 'sb3-ofexi compare' resumes an interrupted sweep where
+# it stopped. The Python environment is the Hopper study's ($STUDY_DIR/venv, made by scripts/study.sh) with the
+# clone first on PYTHONPATH.
 # A session's machine is not kept for the next one: `start` first copies the runs already published (their
 # summaries) and each task's commit back into $BEYOND_DIR, and rebuilds the checkpoints of the runs that
 # `publish` parked mid-way in study/parked/beyond-sac/ (sb3_ofexi.harness.park; commit them), so the sweep goes
