@@ -29,7 +29,9 @@ METHODS=${METHODS:-td3,td3-prune-b,tqc,tqc-prune-b,crossq}
 SEEDS=3
 REACHER_STEPS=${REACHER_STEPS:-50000}
 # td3-prune-b: TD3_OFEXi's nu factors changed (1 -> 1/5, 1/25) after its Reacher-v5 runs at the task's commit
-# pruned actor and critics to 0 units; those runs are kept in docs/demo/beyond-sac/td3-nu-as-given/.
+# pruned actor and critics to 0 units; those runs are kept in docs/demo/beyond-sac/td3-nu-as-given/. On
+# Reacher-v5 it was re-made once more when its entry's nu_actor / nu_critic became prune-b's / 10 (its critics
+# kept 4-5 of 128 first-layer units at prune-b's); those runs are in docs/demo/beyond-sac/td3-reacher-nu-preset/.
 REMADE=${REMADE:-td3-prune-b}
 runs=$BEYOND_DIR/runs
 python=$STUDY_DIR/venv/bin/python
@@ -65,8 +67,8 @@ cli() {  # ENV METHOD|- ARGS...: the package of that task's (or re-made method's
   return $code
 }
 
-reacher_hyperparams() {  # the package's YAML files of the pinned commit, Reacher-v5 changed as said above
-  local src=$1 out=$runs/Reacher-v5/hyperparams
+reacher_hyperparams() {  # SRC OUT: the package's YAML files of a pinned commit, Reacher-v5 changed as said above
+  local src=$1 out=$2
   mkdir -p "$out" && cp "$src"/hyperparams/*.yml "$out"/ || return 1
   "$python" - "$out" "$REACHER_STEPS" <<'PY'
 import pathlib, sys
@@ -95,10 +97,13 @@ compare() {  # ENV METHODS PIN: those methods' runs on ENV, from the commit of P
     cli Pendulum-v1 "$pin" compare --env Pendulum-v1 --methods "$methods" --seeds $SEEDS --threads 1 --eval-episodes 10 \
       --out "$runs/Pendulum-v1"
   else
-    src=$(source_dir Reacher-v5) || return 1
-    [ -d "$runs/Reacher-v5/hyperparams" ] || reacher_hyperparams "$src" || return 1
+    # a re-made method reads the YAML files of its own commit (its entry may be what changed)
+    hp=$runs/Reacher-v5/hyperparams
+    [ "$pin" = - ] || hp=$runs/Reacher-v5/hyperparams-$pin
+    src=$(source_dir Reacher-v5 "${pin#-}") || return 1
+    [ -d "$hp" ] || reacher_hyperparams "$src" "$hp" || return 1
     cli Reacher-v5 "$pin" compare --env Reacher-v5 --methods "$methods" --seeds $SEEDS --threads 1 \
-      --timesteps "$REACHER_STEPS" --eval-episodes 10 --hyperparams "$runs/Reacher-v5/hyperparams" --out "$runs/Reacher-v5"
+      --timesteps "$REACHER_STEPS" --eval-episodes 10 --hyperparams "$hp" --out "$runs/Reacher-v5"
   fi
 }
 
@@ -220,11 +225,12 @@ print(('running: ' if now else 'stopped (resumes from its newest checkpoint) at 
       [ -f "$runs/$env/commit" ] && mkdir -p "$repo/$out/$env" && cp "$runs/$env/commit" "$repo/$out/$env/commit"
       for f in "$runs/$env"/*.commit; do if [ -f "$f" ]; then cp "$f" "$repo/$out/$env/"; fi; done
     done
-    if [ -d "$runs/Reacher-v5/hyperparams" ]; then  # what the Reacher runs read
-      mkdir -p "$repo/$out/Reacher-v5/hyperparams"
-      cp "$runs/Reacher-v5/hyperparams"/{td3,tqc,crossq,td3_ofexi_prune_b,tqc_ofexi_prune_b,sac_ofexi_prune_b}.yml \
-        "$repo/$out/Reacher-v5/hyperparams/"
-    fi
+    for hp in "$runs/Reacher-v5"/hyperparams*/; do  # what the Reacher runs read (hyperparams-METHOD: a re-made one)
+      [ -d "$hp" ] || continue
+      hp=${hp%/}
+      mkdir -p "$repo/$out/Reacher-v5/${hp##*/}"
+      cp "$hp"/{td3,tqc,crossq,td3_ofexi_prune_b,tqc_ofexi_prune_b,sac_ofexi_prune_b}.yml "$repo/$out/Reacher-v5/${hp##*/}/"
+    done
     park_runs || { echo "could not park the unfinished runs" >&2; exit 1; }
     echo "published into $repo/$out; unfinished runs parked in $parked"
     ;;
