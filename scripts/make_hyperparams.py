@@ -17,6 +17,8 @@ Sources, read when it runs (nothing else; the output is deterministic for given 
   sizes and the tuned keys), with their comments, and its ``policy_kwargs`` net_arch in the small
   entries. rl-zoo3's ``net_arch`` is dropped in the OFEXi files (the preset sets the sizes); its other
   ``policy_kwargs`` stay.
+- ``RETUNED`` below: an OFEXi file's own keys for a task where the evidence showed the SAC_OFEXi entry's
+  values do not carry over (td3_ofexi_prune_b Reacher-v5: nu_actor / nu_critic, docs/CALIBRATION.md).
 
 Every file written is checked: it loads with ``yaml.safe_load``, every entry has ``n_timesteps`` and
 ``policy``, and every key is a constructor argument of the algorithm (``inspect.signature``), an
@@ -89,6 +91,19 @@ OFEXI = {
     "td3_ofexi_prune_b": ("td3_ofexi", "TD3_OFEXi", "td3", "sac_ofexi_prune_b", "prune-b"),
     "tqc_ofexi_ofe": ("tqc_ofexi", "TQC_OFEXi", "tqc", "sac_ofexi_ofe", "ofe"),
     "tqc_ofexi_prune_b": ("tqc_ofexi", "TQC_OFEXi", "tqc", "sac_ofexi_prune_b", "prune-b"),
+}
+#: an OFEXi file's own keys for a task, over the SAC_OFEXi entry's (stem, task) -> (why, keys): where the
+#: evidence showed that entry's values do not carry over (docs/CALIBRATION.md)
+RETUNED: dict[tuple[str, str], tuple[list[str], dict[str, Any]]] = {
+    ("td3_ofexi_prune_b", "Reacher-v5"): (
+        [
+            "# prune-b's nu_actor / nu_critic / 10: Reacher's rewards (-0.07 to -0.3 a step) shrink TD3's losses and",
+            "# their theta gradients, not nu * C; at prune-b's values the regulariser's push was 4-5x the task's pull",
+            "# on the critics' and actor's first layers (3 seeds) and the critics kept 4-5 of 128 units",
+            '# (docs/CALIBRATION.md, "TD3_OFEXi on Reacher-v5"): /10 puts the push at about half that pull.',
+        ],
+        {"nu_actor": 1e-6, "nu_critic": 5e-5},
+    ),
 }
 PRESET_SIZES = {
     "ofe": "32 units per OFE block, 256x2, no gates",
@@ -281,9 +296,16 @@ def stock_entries(zoo: ZooFile, sac: dict[str, dict[str, Any]], notes: list[str]
 
 
 def ofexi_entry(
-    stock: Entry, task: str, sac_entry: dict[str, Any], ofe_entry: dict[str, Any], comments: dict, spec: tuple
+    stem: str,
+    stock: Entry,
+    task: str,
+    sac_entry: dict[str, Any],
+    ofe_entry: dict[str, Any],
+    comments: dict,
+    spec: tuple,
 ) -> tuple[Entry, str]:
     algo, cls, _, ofe_stem, preset = spec
+    why, retuned = RETUNED.get((stem, task), ([], {}))
     if ofe_entry.get("preset") != preset:
         raise SystemExit(f"{ofe_stem}.yml {task}: preset {ofe_entry.get('preset')!r}, expected {preset!r}")
     # the OFEXi keys: what the SAC_OFEXi entry has beyond the stock SAC entry, in its order
@@ -308,7 +330,8 @@ def ofexi_entry(
         above, comment = comments.get(key, ([], None))
         if first:
             above = [
-                f"# OFEXi keys of the SAC_OFEXi entry ({ofe_stem}.yml {task}), not re-tuned for {cls}",
+                f"# OFEXi keys of the SAC_OFEXi entry ({ofe_stem}.yml {task}), "
+                + (f"except {' / '.join(retuned)}" if retuned else f"not re-tuned for {cls}"),
                 *above,
             ]
             first = False
@@ -320,8 +343,14 @@ def ofexi_entry(
             if zoo_kwargs:
                 comment = f"rl-zoo3's {', '.join(k for k, _ in zoo_kwargs)} and the SAC_OFEXi entry's sizes"
         entry.add(key, value, comment, above)
+    for i, (key, value) in enumerate(retuned.items()):
+        if key in ofe_keys:
+            raise SystemExit(f"{stem}.yml {task}: {key} both in the SAC_OFEXi entry and in RETUNED")
+        entry.add(key, value, None, why if i == 0 else None)
     keep_xi_start_after_learning_starts(entry, cls)
     where = "rl-zoo3 as in the stock file + " + ("SAC_OFEXi small entry" if small else "SAC_OFEXi entry")
+    if retuned:
+        where += f" + its own {', '.join(retuned)}"
     return entry, where
 
 
@@ -393,7 +422,7 @@ def build(notes: list[str], table: list[tuple[str, str, str, Any]]) -> dict[str,
             if entry.task not in ofe:
                 raise SystemExit(f"{spec[3]}.yml has no entry for {entry.task} (sac.yml has)")
             built, where = ofexi_entry(
-                entry, entry.task, sac[entry.task], ofe[entry.task], comments.get(entry.task, {}), spec
+                stem, entry, entry.task, sac[entry.task], ofe[entry.task], comments.get(entry.task, {}), spec
             )
             entries.append(built)
             table.append((stem, entry.task, where, built.values()["n_timesteps"]))
