@@ -25,7 +25,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 BEYOND_DIR=${BEYOND_DIR:-$HOME/sb3-ofexi-beyond}
 STUDY_DIR=${STUDY_DIR:-$HOME/sb3-ofexi-study}
 NICE=${NICE:-10}  # as the Hopper study's runs: two thirds of a core each of the three (at 15 it got ~0.3 core, ~25 sessions)
-METHODS=${METHODS:-td3,td3-prune-b,tqc,tqc-prune-b,crossq}
+METHODS=${METHODS:-td3,td3-prune-b,tqc-prune-b,tqc,crossq}  # tqc-prune-b before tqc: its Reacher-v5 seed 0 decides its nu early
 SEEDS=3
 REACHER_STEPS=${REACHER_STEPS:-50000}
 # td3-prune-b: TD3_OFEXi's nu factors changed (1 -> 1/5, 1/25) after its Reacher-v5 runs at the task's commit

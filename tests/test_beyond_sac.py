@@ -9,10 +9,12 @@ import pytest
 import torch as th
 from sb3_contrib import TQC
 from stable_baselines3 import TD3
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
 from sb3_ofexi import SAC_OFEXi, TD3_OFEXi, TQC_OFEXi
 from sb3_ofexi.common.config import NU_RL_FACTORS_BY_LOSSES, OFEXiConfig
+from sb3_ofexi.common.export import run_exported
 from sb3_ofexi.common.presets import get_preset
 from sb3_ofexi.common.step import compiler_available
 from sb3_ofexi.common.xi import xi_gates
@@ -129,15 +131,63 @@ def test_surgery_keeps_the_function_and_slices_adam(algo):
         assert policy.actor_target.net.units == policy.actor.net.units
 
 
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
 @pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
-def test_export_reproduces_predict(algo, tmp_path):
+def test_export_reproduces_predict(algo, suffix, tmp_path):
     model = make(algo)
     model.learn(300)
-    module = model.export_policy(tmp_path / "policy.pt")  # raises if it differs from predict
+    path = tmp_path / f"policy{suffix}"
+    module = model.export_policy(path)  # raises if it differs from predict
     obs = observations()
-    with th.no_grad():
-        exported = module(th.as_tensor(obs)).numpy()
-    np.testing.assert_allclose(exported, model.predict(obs, deterministic=True)[0], atol=1e-4)
+    expected = model.predict(obs, deterministic=True)[0]
+    np.testing.assert_allclose(run_exported(path, obs), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(run_exported(path, obs[:1]), expected[:1], atol=1e-5, rtol=0)
+    assert sum(p.numel() for p in module.parameters()) <= model.param_counts()["deploy"]
+
+
+def test_tqc_with_gsde_learns_saves_loads_and_exports(tmp_path):
+    """gSDE (sb3-contrib's TQC has it): the exploration matrices are resampled, the deterministic
+    action is the mean's, and the export reproduces it."""
+    model = make(TQC_OFEXi, use_sde=True, sde_sample_freq=4, policy_kwargs=dict(log_std_init=-2.0))
+    start = model.unit_counts()
+    model.learn(300)
+    assert model.use_sde and model.actor.use_sde
+    assert sum(model.unit_counts()["actor"]) < sum(start["actor"])
+    obs = observations()
+    model.save(tmp_path / "m.zip")
+    loaded = TQC_OFEXi.load(tmp_path / "m.zip", device="cpu")
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    model.export_policy(tmp_path / "policy.onnx")
+    np.testing.assert_allclose(
+        run_exported(tmp_path / "policy.onnx", obs), model.predict(obs, deterministic=True)[0], atol=1e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_resume_with_the_replay_buffer_is_bit_identical(algo, tmp_path):
+    """Saved while the thetas learn and after a prune, reloaded with its replay buffer: training on
+    gives the same parameters bit for bit (TD3's actor target and delay counter, TQC's entropy
+    coefficient and its optimizer included), as for SAC_OFEXi (tests/test_reliability.py)."""
+    model = make(algo, xi_round=1.0)
+    model.learn(250)
+    assert model.xi_phase == "learning" and model.unit_counts() != make(algo).unit_counts()
+    model.save(tmp_path / "m")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = algo.load(tmp_path / "m", env=make_vec_env("Pendulum-v1", n_envs=1), device="cpu")
+    loaded.load_replay_buffer(tmp_path / "buffer")
+    model.set_env(make_vec_env("Pendulum-v1", n_envs=1))
+    states = []
+    for m in (model, loaded):
+        m.set_random_seed(7)
+        m._last_obs = None  # both start from a reset seeded the same way
+        m.learn(60, reset_num_timesteps=False)
+        states.append({k: v.clone() for k, v in m.policy.state_dict().items()})
+        if algo is TQC_OFEXi:
+            states[-1]["log_ent_coef"] = m.log_ent_coef.detach().clone()
+    a, b = states
+    assert a.keys() == b.keys()
+    assert all(th.equal(a[k], b[k]) for k in a), [k for k in a if not th.equal(a[k], b[k])]
+    assert loaded._n_updates == model._n_updates
 
 
 @pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
@@ -191,6 +241,41 @@ def test_td3_losses_and_delay_are_td3s():
     assert not all(th.equal(a, b) for a, b in zip(actor_before, model.actor.parameters()))
     assert not all(th.equal(a, b) for a, b in zip(target_before, model.actor_target.parameters()))
     assert model._n_updates == 3
+
+
+def test_td3_critic_loss_is_td3s_smoothed_clipped_double_q():
+    """SB3's TD3.train target: the target actor's action plus N(0, noise) clipped to +-clip, the
+    minimum of the target critics, each critic's MSE summed; a clip of 0 leaves no smoothing."""
+    from sb3_ofexi.td3_ofexi.losses import critic_loss
+
+    model = make(TD3_OFEXi, preset="ofe")
+    policy = model.policy
+    policy.set_training_mode(False)
+    z_o, actions = th.randn(8, policy.ofe.z_o_dim), th.rand(8, 1) * 2 - 1
+    z_oa = policy.ofe.features_oa(z_o, actions).detach()
+    rewards, dones = th.randn(8, 1), (th.arange(8) % 3 == 0).float().reshape(8, 1)
+
+    def expected(noise_clip: float) -> th.Tensor:
+        with th.no_grad():
+            noise = actions.clone().normal_(0, 0.3).clamp(-noise_clip, noise_clip)
+            next_actions = (policy.actor_target(z_o) + noise).clamp(-1, 1)
+            next_q = th.cat(policy.critic_target(policy.ofe.features_oa(z_o, next_actions)), dim=1)
+            target = rewards + (1 - dones) * 0.99 * th.min(next_q, dim=1, keepdim=True)[0]
+            return sum(th.nn.functional.mse_loss(q, target) for q in policy.critic(z_oa))
+
+    losses = {}
+    for clip in (0.4, 0.0):
+        th.manual_seed(3)
+        loss, td3_loss = critic_loss(policy, z_o, z_oa, actions, rewards, dones, 0.99, 0.3, clip, None)
+        th.manual_seed(3)
+        th.testing.assert_close(td3_loss, expected(clip))
+        th.testing.assert_close(loss.detach(), td3_loss)
+        losses[clip] = td3_loss
+    assert not th.equal(losses[0.4], losses[0.0])  # the noise reached the target
+    th.manual_seed(11)  # at clip 0 no draw matters
+    th.testing.assert_close(
+        critic_loss(policy, z_o, z_oa, actions, rewards, dones, 0.99, 0.3, 0.0, None)[1], losses[0.0]
+    )
 
 
 def test_tqc_critic_loss_drops_the_top_quantiles():
@@ -248,12 +333,22 @@ def test_bad_input_names_the_problem(algo):
         make(algo, policy_kwargs=dict(share_features_extractor=False))
     with pytest.raises(ValueError, match="policy='CnnPolicy' is not supported"):
         algo("CnnPolicy", "Pendulum-v1")
+    with pytest.raises(ValueError, match=r"policy_kwargs\['n_critics'\]=0: accepted: an int >= 1"):
+        make(algo, policy_kwargs=dict(n_critics=0))
+    with pytest.raises(ValueError, match=r"policy_kwargs\['net_arch'\] has no 'qf' key: accepted"):
+        make(algo, policy_kwargs=dict(net_arch=dict(pi=[8], vf=[8])))
+    with pytest.raises(ValueError, match=r"policy_kwargs\['net_arch'\]=\[8, '8'\] for"):
+        make(algo, policy_kwargs=dict(net_arch=[8, "8"]))
     if algo is TQC_OFEXi:
         with pytest.raises(ValueError, match="n_quantiles=0: accepted: an int >= 1"):
             make(algo, policy_kwargs=dict(n_quantiles=0))
     else:  # SB3's TD3 policy has no gSDE; neither has TD3_OFEXi
         with pytest.raises(ValueError, match=r"policy_kwargs\['log_std_init'\] is not supported"):
             make(algo, policy_kwargs=dict(log_std_init=-2.0))
+        with pytest.raises(ValueError, match="use_sde: TD3 \\(and so TD3_OFEXi\\) has no gSDE"):
+            make(algo, use_sde=True)
+        with pytest.raises(ValueError, match="policy_delay=0: accepted: an int >= 1"):
+            make(algo, policy_delay=0)
 
 
 @pytest.mark.parametrize(("ours", "stock"), ((TD3_OFEXi, TD3), (TQC_OFEXi, TQC)), ids=("TD3", "TQC"))

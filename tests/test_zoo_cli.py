@@ -235,18 +235,21 @@ def test_cli_bad_input(tmp_path, capsys):
     assert cli_main(["report", str(tmp_path / "nothing")]) == 2
 
 
-def test_rl_zoo3_optimize_sac_ofexi(tmp_path, monkeypatch):
+@pytest.mark.parametrize("algo", ["sac_ofexi", "td3_ofexi"])
+def test_rl_zoo3_optimize_ofexi(algo, tmp_path, monkeypatch):
+    """rl-zoo3's sampler of the stock algorithm (SAC's, TD3's) plus OFEXiNet's keys, end to end (TQC's
+    samples up to 512 gradient steps of batch 2048 a trial: its sampler is checked below instead)."""
     monkeypatch.chdir(tmp_path)
     assert (
         zoo_main(
             [
                 "train",
                 "--algo",
-                "sac_ofexi",
+                algo,
                 "--env",
                 "Pendulum-v1",
                 "-conf",
-                "sac_ofexi_prune_b",
+                f"{algo}_prune_b",
                 "-optimize",
                 "--n-trials",
                 "2",
@@ -268,11 +271,12 @@ def test_rl_zoo3_optimize_sac_ofexi(tmp_path, monkeypatch):
                 "learning_starts:200",
                 "ofe_pretrain_steps:10",
                 "prune_freq:100",
+                "xi_start:0.2",  # TD3's Pendulum-v1 entry gives env step 12,000
             ]
         )
         == 0
     )
-    (report,) = (tmp_path / "logs" / "sac_ofexi").glob("report_Pendulum-v1_2-trials-300-random-none_*.csv")
+    (report,) = (tmp_path / "logs" / algo).glob("report_Pendulum-v1_2-trials-300-random-none_*.csv")
     text = report.read_text()
     for name in (
         "params_nu_ofe",
@@ -287,6 +291,31 @@ def test_rl_zoo3_optimize_sac_ofexi(tmp_path, monkeypatch):
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
 
     assert {"sac_ofexi", "polyprune_sac", "eaudesac"} <= set(HYPERPARAMS_SAMPLER)  # the peers: SAC's sampler
+
+
+@pytest.mark.parametrize("algo", ["sac_ofexi", "td3_ofexi", "tqc_ofexi"])
+def test_optimize_samples_build_the_ofexi_algorithm(algo):
+    """Each sampled trial (rl-zoo3's sampler of the stock algorithm plus OFEXiNet's keys), and a stored
+    trial's params through the converter (``load_trial``), construct the algorithm with those values."""
+    import optuna
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+
+    from sb3_ofexi.harness.tuning import register_sampler
+
+    register_sampler()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(3):
+        trial = study.ask()
+        args = {"using_her_replay_buffer": False, "her_kwargs": {}}
+        sampled = HYPERPARAMS_SAMPLER[algo](trial, 1, 1, args)
+        assert {"nu_ofe", "nu_actor", "nu_critic", "rho", "theta_lr", "ofe_units", "learning_rate"} <= set(sampled)
+        for kwargs in (sampled, HYPERPARAMS_CONVERTER[algo](trial.params)):
+            # the converter gives YAML-like values: rl-zoo3 turns noise_type / noise_std into action_noise
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("noise_type", "noise_std")}
+            model = ALGOS[algo]("MlpPolicy", "Pendulum-v1", preset="prune-b", ofe_layers=2, device="cpu", **kwargs)
+            assert model.config.nu_ofe == kwargs["nu_ofe"] and model.config.rho == kwargs["rho"]
+            assert model.policy.ofe.phi_o.units == [kwargs["ofe_units"]] * 2
+        study.tell(trial, 0.0)
 
 
 def test_results_page_is_rebuilt_identically_from_the_committed_summaries(tmp_path, monkeypatch):

@@ -147,6 +147,7 @@ class OFEXiAlgorithm(FiniteDataMixin, SafeLoadMixin, _Stock):
             check_spaces(env.observation_space, env.action_space, name)
         policy_kwargs = dict(policy_kwargs or {})
         check_policy_kwargs(policy, policy_kwargs, self.policy_aliases, self.policy_base, name)
+        self._check_algo_kwargs(algo_kwargs)
         for key in ("net_arch", "ofe_units", "use_xi", "ofe_target_dim", "theta_lr"):
             policy_kwargs.setdefault(key, getattr(config, key))
         policy_kwargs["ofexi_algorithm"] = name  # no other algorithm builds it from a saved file
@@ -162,6 +163,10 @@ class OFEXiAlgorithm(FiniteDataMixin, SafeLoadMixin, _Stock):
         self._ofe_pretrained = False
         if _init_setup_model:
             self._setup_model()
+
+    @classmethod
+    def _check_algo_kwargs(cls, algo_kwargs: dict[str, Any]) -> None:
+        """A ValueError for a stock-class argument that would fail inside SB3 without saying why."""
 
     def _step_pieces(self) -> NamedTuple:
         """The step's pure pieces (a NamedTuple of functions :class:`StepRunner` may compile)."""

@@ -154,6 +154,36 @@ def check_policy_kwargs(
         raise ValueError(
             f"policy_kwargs[{key!r}] is not supported by {algo}: {why}. Accepted keys: {', '.join(accepted)}"
         )
+    check_net_arch(policy_kwargs.get("net_arch"), algo)
+    n_critics = policy_kwargs.get("n_critics", 1)
+    if not isinstance(n_critics, int) or isinstance(n_critics, bool) or n_critics < 1:
+        raise ValueError(f"policy_kwargs['n_critics']={n_critics!r}: accepted: an int >= 1")
+
+
+def check_net_arch(net_arch: Any, algo: str) -> None:
+    """``None``, a list of layer widths (actor and critics alike), or a dict with both ``pi`` and ``qf``
+    lists (as SB3's off-policy policies read it; ``qf`` may be one list per critic, as pruned models
+    are saved); else a ValueError saying so. A width of 0 is a layer pruned empty."""
+    if net_arch is None:
+        return
+    accepted = "a list of ints (actor and critics) or dict(pi=[...], qf=[...]); qf may be one list per critic"
+    if isinstance(net_arch, dict):
+        missing = [key for key in ("pi", "qf") if key not in net_arch]
+        if missing:
+            raise ValueError(
+                f"policy_kwargs['net_arch'] has no {' or '.join(map(repr, missing))} key: accepted: {accepted}"
+            )
+        qf = net_arch["qf"]
+        per_critic = isinstance(qf, (list, tuple)) and len(qf) > 0 and all(isinstance(a, (list, tuple)) for a in qf)
+        lists = [net_arch["pi"], *(qf if per_critic else [qf])]
+    else:
+        lists = [net_arch]
+    ok = all(
+        isinstance(arch, (list, tuple)) and all(isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in arch)
+        for arch in lists
+    )
+    if not ok:
+        raise ValueError(f"policy_kwargs['net_arch']={net_arch!r} for {algo}: accepted: {accepted}")
 
 
 def check_fraction(name: str, value: float, low: float = 0.0, high: float = 1.0, high_open: bool = True) -> None:

@@ -54,6 +54,17 @@ class TD3_OFEXi(OFEXiAlgorithm, TD3):  # noqa: N801 (the paper's naming)
     rl_losses = "td3"
     policy: TD3OFEXiPolicy  # type: ignore[assignment]  # SB3 types it TD3Policy
 
+    @classmethod
+    def _check_algo_kwargs(cls, algo_kwargs: dict[str, Any]) -> None:
+        if "use_sde" in algo_kwargs:
+            raise ValueError(
+                "use_sde: TD3 (and so TD3_OFEXi) has no gSDE; accepted: action_noise (e.g. NormalActionNoise), "
+                "or TQC_OFEXi / SAC_OFEXi with use_sde=True"
+            )
+        delay = algo_kwargs.get("policy_delay", 2)
+        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 1:
+            raise ValueError(f"policy_delay={delay!r}: accepted: an int >= 1 (critic updates per actor update)")
+
     def _step_pieces(self) -> StepPieces:
         return StepPieces()
 
