@@ -2,7 +2,8 @@
 # The "beyond SAC" comparison (issue 27): td3 vs td3-prune-b, tqc vs tqc-prune-b, and crossq, 3 seeds, on
 # Pendulum-v1 (the YAML entries as they are) and Reacher-v5 (REACHER_STEPS env steps; td3-prune-b and tqc-prune-b at
 # the small entries' sizes, Pendulum's: 4 OFE blocks of 32 units, 128x128 -- the paper's sizes would take ~10 core-hours
-# a run here; the other entries as they are), one run at a time, one torch thread.
+# a run here; the other entries as they are), one run at a time, one torch thread. On Reacher-v5 also a control,
+# td3-ofe at td3-prune-b's starting sizes (CONTROLS).
 #
 #   bash scripts/beyond_sac.sh            # start / resume in the background (one core, niced as the study's runs)
 #   bash scripts/beyond_sac.sh status     # what has finished
@@ -33,11 +34,14 @@ REACHER_STEPS=${REACHER_STEPS:-50000}
 # Reacher-v5 it was re-made once more when its entry's nu_actor / nu_critic became prune-b's / 10 (its critics
 # kept 4-5 of 128 first-layer units at prune-b's); those runs are in docs/demo/beyond-sac/td3-reacher-nu-preset/.
 REMADE=${REMADE:-td3-prune-b}
+# Controls, Reacher-v5 only, each at its own commit as a re-made method: td3-ofe at td3-prune-b's starting sizes
+# (4 OFE blocks of 32 units, 128x128, no gates) tells what pruning costs there from what those sizes cost.
+CONTROLS=${CONTROLS:-td3-ofe}
 runs=$BEYOND_DIR/runs
 python=$STUDY_DIR/venv/bin/python
 
 pin_of() {  # ENV [METHOD]: the file that names the commit the task (or that re-made method) is pinned to
-  if [ -n "${2:-}" ] && [[ ",$REMADE," == *",$2,"* ]]; then echo "$runs/$1/$2.commit"; else echo "$runs/$1/commit"; fi
+  if [ -n "${2:-}" ] && [[ ",$REMADE,$CONTROLS," == *",$2,"* ]]; then echo "$runs/$1/$2.commit"; else echo "$runs/$1/commit"; fi
 }
 
 source_dir() {  # ENV [METHOD]: the clone of the commit that task's sweep (or that re-made method) is pinned to
@@ -80,11 +84,12 @@ for path in out.glob("*.yml"):
         continue
     entry = entries["Reacher-v5"]
     entry["n_timesteps"] = steps  # the budget of the runs: schedule points are not rescaled
-    if path.stem in ("td3_ofexi_prune_b", "tqc_ofexi_prune_b"):
-        starts = int(entry["learning_starts"])
+    if path.stem in ("td3_ofexi_prune_b", "tqc_ofexi_prune_b", "td3_ofexi_ofe"):  # the last: a control's
         kwargs = eval(entry.get("policy_kwargs", "dict()"), {"dict": dict})  # as rl-zoo3 reads it
         kwargs["net_arch"] = [128, 128]
         entry.update(ofe_layers=4, ofe_units=32, policy_kwargs=f"dict(**{kwargs!r})")
+    if path.stem in ("td3_ofexi_prune_b", "tqc_ofexi_prune_b"):
+        starts = int(entry["learning_starts"])
         entry["xi_start"] = starts + round(0.2 * (steps - starts))  # 0.2 of the gradient steps, after learning_starts
     path.write_text(yaml.safe_dump(entries, sort_keys=False))
 PY
@@ -107,11 +112,12 @@ compare() {  # ENV METHODS PIN: those methods' runs on ENV, from the commit of P
   fi
 }
 
-sweep() {  # the re-made methods first (on both tasks), then the rest from each task's commit
+sweep() {  # the re-made methods first (on both tasks), the controls (Reacher-v5), then the rest from each task's commit
   local method env others
   for method in ${REMADE//,/ }; do
     for env in Pendulum-v1 Reacher-v5; do compare "$env" "$method" "$method" || return 1; done
   done
+  for method in ${CONTROLS//,/ }; do compare Reacher-v5 "$method" "$method" || return 1; done
   others=$(tr , '\n' <<<"$METHODS" | grep -vxF -f <(tr , '\n' <<<"$REMADE") | paste -sd, -)
   for env in Pendulum-v1 Reacher-v5; do compare "$env" "$others" - || return 1; done
 }
@@ -140,8 +146,11 @@ restore_published() {  # the published runs and commits of each task, where this
 parked=$repo/study/parked/beyond-sac
 
 each_run() {  # ENV METHOD SEED, one line a run of the comparison
+  local methods
   for env in Pendulum-v1 Reacher-v5; do
-    for method in ${METHODS//,/ }; do
+    methods=$METHODS
+    [ "$env" = Reacher-v5 ] && [ -n "$CONTROLS" ] && methods=$methods,$CONTROLS
+    for method in ${methods//,/ }; do
       for seed in $(seq 0 $((SEEDS - 1))); do echo "$env $method $seed"; done
     done
   done
@@ -229,7 +238,7 @@ print(('running: ' if now else 'stopped (resumes from its newest checkpoint) at 
       [ -d "$hp" ] || continue
       hp=${hp%/}
       mkdir -p "$repo/$out/Reacher-v5/${hp##*/}"
-      cp "$hp"/{td3,tqc,crossq,td3_ofexi_prune_b,tqc_ofexi_prune_b,sac_ofexi_prune_b}.yml "$repo/$out/Reacher-v5/${hp##*/}/"
+      cp "$hp"/{td3,tqc,crossq,td3_ofexi_prune_b,tqc_ofexi_prune_b,td3_ofexi_ofe,sac_ofexi_prune_b}.yml "$repo/$out/Reacher-v5/${hp##*/}/"
     done
     park_runs || { echo "could not park the unfinished runs" >&2; exit 1; }
     echo "published into $repo/$out; unfinished runs parked in $parked"
