@@ -650,10 +650,10 @@ def make_report(out_dir: str | pathlib.Path, hyperparams_dir: str | None = None,
             f"method ({first['score_evals']} evaluations): what the user gets, the rounded network (the paper, Table 3, "
             "scores the last 20%, by which its thetas are 0 or 1). Final return: the last evaluation. IQM with a 95% "
             f"bootstrap CI from {MIN_SEEDS_IQM} seeds up; below that, per-seed values and their range. dR / tR: "
-            "deploy / train parameters relative to OFE (SAC_OFEXi's `ofe`) on this env"
+            "deploy / train parameters relative to OFE on this env"
             + (
-                ", for every method here, TD3 and TQC ones too (one denominator for the whole table; TD3's actor "
-                "has half SAC's output rows, TQC's critics one output per quantile)."
+                " (SAC_OFEXi's `ofe`), for every method here, TD3 and TQC ones too (one denominator for the whole "
+                "table; TD3's actor has half SAC's output rows, TQC's critics one output per quantile)."
                 if any(m.startswith(("td3", "tqc", "crossq")) for m in runs)
                 else "."
             )
