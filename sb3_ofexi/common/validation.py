@@ -155,9 +155,7 @@ def check_policy_kwargs(
             f"policy_kwargs[{key!r}] is not supported by {algo}: {why}. Accepted keys: {', '.join(accepted)}"
         )
     check_net_arch(policy_kwargs.get("net_arch"), algo)
-    n_critics = policy_kwargs.get("n_critics", 1)
-    if not isinstance(n_critics, int) or isinstance(n_critics, bool) or n_critics < 1:
-        raise ValueError(f"policy_kwargs['n_critics']={n_critics!r}: accepted: an int >= 1")
+    check_int("policy_kwargs['n_critics']", policy_kwargs.get("n_critics", 1), 1)
 
 
 def check_net_arch(net_arch: Any, algo: str) -> None:

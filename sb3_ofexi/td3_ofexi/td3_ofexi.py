@@ -16,6 +16,7 @@ from stable_baselines3.common.policies import BasePolicy
 
 from sb3_ofexi.common.algorithm import OFEXiAlgorithm
 from sb3_ofexi.common.step import descend, no_param_grad, sample_step_batch
+from sb3_ofexi.common.validation import check_int
 from sb3_ofexi.td3_ofexi import losses
 from sb3_ofexi.td3_ofexi.policies import MlpPolicy, MultiInputPolicy, TD3OFEXiPolicy
 
@@ -61,9 +62,7 @@ class TD3_OFEXi(OFEXiAlgorithm, TD3):  # noqa: N801 (the paper's naming)
                 "use_sde: TD3 (and so TD3_OFEXi) has no gSDE; accepted: action_noise (e.g. NormalActionNoise), "
                 "or TQC_OFEXi / SAC_OFEXi with use_sde=True"
             )
-        delay = algo_kwargs.get("policy_delay", 2)
-        if not isinstance(delay, int) or isinstance(delay, bool) or delay < 1:
-            raise ValueError(f"policy_delay={delay!r}: accepted: an int >= 1 (critic updates per actor update)")
+        check_int("policy_delay", algo_kwargs.get("policy_delay", 2), 1)  # critic updates per actor update
 
     def _step_pieces(self) -> StepPieces:
         return StepPieces()
